@@ -1,0 +1,1 @@
+"""Human steps: approvals, their decisions and their expiry."""

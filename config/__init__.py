@@ -1,0 +1,5 @@
+"""Chordflow project configuration; loads the Celery app with Django."""
+
+from .celery_app import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,3 @@
+"""Websocket routes; the live-status consumers register here."""
+
+websocket_urlpatterns: list = []

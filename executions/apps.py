@@ -1,0 +1,8 @@
+"""App config for the runtime."""
+
+from django.apps import AppConfig
+
+
+class ExecutionsConfig(AppConfig):
+    name = "executions"
+    default_auto_field = "django.db.models.BigAutoField"

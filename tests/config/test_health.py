@@ -1,0 +1,39 @@
+import pytest
+
+from config.celery_app import app
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "down": [], "checks": {"database": "ok", "broker": "ok"}}
+
+
+@pytest.mark.django_db
+def test_healthz_names_the_broker_when_it_is_down(client, monkeypatch):
+    # A port nothing listens on: the check must fail fast and say which dependency is down.
+    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "down"
+    assert body["down"] == ["broker"]
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("down:")
+
+
+def test_healthz_names_the_database_when_it_is_down(client, monkeypatch):
+    from django.db import connection
+
+    def broken_cursor(*args, **kwargs):
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["down"] == ["database"]
+
+
+def test_healthz_needs_no_login_and_allows_only_get(client):
+    assert client.post("/healthz").status_code == 405

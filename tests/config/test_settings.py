@@ -1,0 +1,84 @@
+"""Settings load per environment; production refuses unsafe values with a message naming each."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+SAFE = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "a-real-secret-of-some-length-0123456789",
+    "DJANGO_ALLOWED_HOSTS": "chordflow.example.com",
+}
+
+
+def load_settings(module: str, **env: str) -> subprocess.CompletedProcess:
+    code = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "print(json.dumps({'debug': settings.DEBUG, 'formatter': settings.LOGGING['handlers']['console']['formatter'],"
+        "'sqlite_options': settings.DATABASES['default'].get('OPTIONS', {})}))"
+    )
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    full_env.update({"DJANGO_SETTINGS_MODULE": module, **env})
+    return subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=full_env, capture_output=True, text=True)
+
+
+def test_production_starts_with_safe_settings_and_logs_json():
+    result = load_settings("config.settings.production", **SAFE)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["formatter"] == "json"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"DJANGO_DEBUG": "1"}, "DJANGO_DEBUG is on"),
+        ({"DJANGO_SECRET_KEY": ""}, "DJANGO_SECRET_KEY is the default"),
+        ({"DJANGO_ALLOWED_HOSTS": "*"}, "DJANGO_ALLOWED_HOSTS contains '*'"),
+    ],
+)
+def test_production_refuses_unsafe_settings(override, message):
+    env = {**SAFE, **override}
+    if override.get("DJANGO_SECRET_KEY") == "":
+        del env["DJANGO_SECRET_KEY"]
+    result = load_settings("config.settings.production", **env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+def test_production_names_every_unsafe_setting_at_once():
+    result = load_settings("config.settings.production", DJANGO_DEBUG="1", DJANGO_ALLOWED_HOSTS="*")
+    assert "DJANGO_DEBUG is on" in result.stderr
+    assert "DJANGO_SECRET_KEY is the default" in result.stderr
+    assert "DJANGO_ALLOWED_HOSTS contains '*'" in result.stderr
+
+
+def test_local_is_debug_with_readable_logs_and_sqlite_in_wal_mode():
+    result = load_settings("config.settings.local")
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert loaded["debug"] is True
+    assert loaded["formatter"] == "text"
+    if "DATABASE_URL" not in os.environ:
+        assert "journal_mode=WAL" in loaded["sqlite_options"]["init_command"]
+
+
+def test_a_bad_boolean_is_refused_with_its_name():
+    result = load_settings("config.settings.local", DJANGO_DEBUG="maybe")
+    assert "DJANGO_DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_json_log_lines_are_json():
+    code = "import django, logging; django.setup(); logging.getLogger('chordflow.test').warning('hello %s', 'there')"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", **SAFE}
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert line["message"] == "hello there"
+    assert line["level"] == "WARNING"
+    assert line["logger"] == "chordflow.test"

@@ -1,0 +1,84 @@
+"""A real Celery worker in a subprocess (prefork, as in production), pointed at the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+from config.celery_app import app
+from config.embedded_redis import die_with_parent
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+READY_TIMEOUT_SECONDS = 60
+
+
+class WorkerProcess:
+    """Start, stop or kill -9 one worker; `name` makes its node name unique for ping."""
+
+    def __init__(self, *, name: str = "test", concurrency: int = 2, queues: str = "default", log: Path | None = None):
+        self.name = name
+        self.concurrency = concurrency
+        self.queues = queues
+        self.log = log or BASE_DIR / "var" / f"test-worker-{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def node(self) -> str:
+        return f"{self.name}@chordflow-test"
+
+    def start(self) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            # After pytest-django's setup, NAME is the test database's.
+            "CHORDFLOW_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+        }
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork",
+            "-c", str(self.concurrency), "-Q", self.queues, "-n", self.node, "-l", "INFO",
+            "--without-mingle", "--without-gossip", "-I", "tests.support.worker_tasks",
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, process_group=0, preexec_fn=die_with_parent,
+            )  # fmt: skip
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.node} exited with {self.process.returncode}; see {self.log}")
+            if app.control.ping(destination=[self.node], timeout=0.5):
+                return
+        raise RuntimeError(f"worker {self.node} did not answer a ping in {READY_TIMEOUT_SECONDS}s; see {self.log}")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # warm shutdown
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._kill_group()
+
+    def kill(self) -> None:
+        """kill -9 the whole worker: the main process and its pool, as a crash or the OOM killer would."""
+        self._kill_group()
+        self.process.wait()
+
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

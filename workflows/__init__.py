@@ -1,0 +1,1 @@
+"""Workflow definitions: versioned DAGs of steps, their validation, expressions and actions."""
