@@ -186,6 +186,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- The engine -----------------------------------------------------------------------------------
+# Modules that register actions with @action; the web process and every worker import them.
+WORKFLOWS_ACTION_MODULES = env_list("WORKFLOWS_ACTION_MODULES")
+# A step's hard time limit is its timeout plus this; the soft limit (the timeout) stops it first.
+CHORDFLOW_HARD_TIME_LIMIT_GRACE = env_int("CHORDFLOW_HARD_TIME_LIMIT_GRACE", 5)
+# The sweep (beat, every CHORDFLOW_SWEEP_INTERVAL s) re-publishes a step queued longer than
+# CHORDFLOW_REQUEUE_AFTER s while its queue is empty, fails an attempt running past its timeout plus
+# CHORDFLOW_TIMEOUT_GRACE s, and advances a run with nothing in flight for CHORDFLOW_STALL_AFTER s.
+CHORDFLOW_SWEEP_INTERVAL = env_int("CHORDFLOW_SWEEP_INTERVAL", 10)
+CHORDFLOW_REQUEUE_AFTER = env_int("CHORDFLOW_REQUEUE_AFTER", 120)
+CHORDFLOW_TIMEOUT_GRACE = env_int("CHORDFLOW_TIMEOUT_GRACE", 30)
+CHORDFLOW_STALL_AFTER = env_int("CHORDFLOW_STALL_AFTER", 30)
+CHORDFLOW_BROADCAST_EVENTS = env_bool("CHORDFLOW_BROADCAST_EVENTS", True)
+CELERY_BEAT_SCHEDULE = {
+    "chordflow-sweep": {"task": "executions.sweep", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING below, like the web process
 
 # --- Logging --------------------------------------------------------------------------------------

@@ -6,6 +6,11 @@ from .base import *  # noqa: F403
 from .base import DATABASES, VAR_DIR
 
 DEBUG = False
+WORKFLOWS_ACTION_MODULES = ["tests.support.actions"]
+# Short repair delays, so crash tests heal in seconds (tests call the sweep themselves).
+CHORDFLOW_REQUEUE_AFTER = 2
+CHORDFLOW_TIMEOUT_GRACE = 1
+CHORDFLOW_STALL_AFTER = 1
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 

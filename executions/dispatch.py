@@ -1,0 +1,100 @@
+"""Publishing step tasks after commit: one task, a group, or a chord whose callback joins.
+
+The rows decide readiness; Celery only carries ids. A publish that fails (broker down) is logged and
+left to the sweeper, which re-dispatches steps queued for too long.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from celery import chord, group
+from django.conf import settings
+from django.db import transaction
+
+from workflows.spec import StepSpec
+
+logger = logging.getLogger(__name__)
+
+REVOKE_BATCH = 1000
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+def step_signature(*, step_run_id: int, attempt: int, step: StepSpec, task_id: str):
+    from executions.tasks import step_execute
+
+    return step_execute.signature(
+        (step_run_id, attempt),
+        task_id=task_id,
+        queue=step.queue,
+        soft_time_limit=step.timeout,
+        time_limit=step.timeout + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE,
+    )
+
+
+@dataclass
+class DispatchPlan:
+    """The tasks one transaction makes ready; `send_on_commit()` publishes them after it commits."""
+
+    run_id: str
+    steps: list = field(default_factory=list)  # signatures of plain steps
+    join: bool = False
+    maps: list[tuple[int, list]] = field(default_factory=list)  # (parent step run id, branch signatures)
+
+    def add_step(self, *, step_run_id: int, attempt: int, step: StepSpec, task_id: str) -> None:
+        self.steps.append(step_signature(step_run_id=step_run_id, attempt=attempt, step=step, task_id=task_id))
+
+    def add_map(self, parent_id: int, signatures: list) -> None:
+        self.maps.append((parent_id, signatures))
+
+    def send_on_commit(self) -> None:
+        if self.steps or self.maps:
+            transaction.on_commit(self.send)
+
+    def send(self) -> None:
+        from executions.tasks import run_advance, step_join
+
+        try:
+            if len(self.steps) == 1:
+                self.steps[0].apply_async()
+            elif self.steps and self.join:
+                chord(group(self.steps))(run_advance.si(str(self.run_id)))
+            elif self.steps:
+                group(self.steps).apply_async()
+            for parent_id, signatures in self.maps:
+                chord(group(signatures))(step_join.si(parent_id))
+        except Exception:
+            logger.exception("could not publish the tasks of run %s; the sweeper will re-dispatch them", self.run_id)
+
+
+def queue_depth(queue: str) -> int | None:
+    """Messages waiting in a broker queue (not counting those reserved by workers); None if unknown."""
+    from config.celery_app import app
+
+    try:
+        with app.connection_for_read() as conn:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except Exception:
+        return None
+
+
+def revoke_on_commit(task_ids: list[str]) -> None:
+    """Revoke tasks after commit: queued ones will not run; running ones finish and change nothing."""
+    if not task_ids:
+        return
+
+    def revoke() -> None:
+        from config.celery_app import app
+
+        try:
+            for start in range(0, len(task_ids), REVOKE_BATCH):
+                app.control.revoke(task_ids[start : start + REVOKE_BATCH])
+        except Exception:
+            logger.warning("could not revoke %d tasks", len(task_ids), exc_info=True)
+
+    transaction.on_commit(revoke)

@@ -1,0 +1,105 @@
+"""Run events: appended to RunEvent and, after commit, published to the Channels groups of the run.
+
+Services record events inside `event_batch()`: the batch is written with one bulk insert and
+published with one Channels round trip when the outermost batch closes, after the transaction
+commits. Delivery through Channels is at most once; the RunEvent rows are the record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from executions.models import RunEvent
+
+logger = logging.getLogger(__name__)
+
+ALL_RUNS_GROUP = "runs"
+_current: contextvars.ContextVar[list[RunEvent] | None] = contextvars.ContextVar("chordflow_events", default=None)
+
+
+def run_group(run_id: Any) -> str:
+    return f"run.{run_id}"
+
+
+def record(
+    run_id: Any,
+    kind: str,
+    *,
+    step: str = "",
+    branch: int | None = None,
+    message: str = "",
+    **data: Any,
+) -> None:
+    event = RunEvent(run_id=run_id, step_id=step, branch_index=branch, kind=kind, message=message, data=data)
+    event.created_at = timezone.now()
+    batch = _current.get()
+    if batch is not None:
+        batch.append(event)
+    else:
+        _save([event])
+
+
+@contextmanager
+def event_batch() -> Iterator[None]:
+    """Collect the events recorded inside; write and schedule their broadcast on a clean exit."""
+    if _current.get() is not None:  # nested: the outermost batch saves
+        yield
+        return
+    batch: list[RunEvent] = []
+    token = _current.set(batch)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+    if batch:
+        _save(batch)
+
+
+def _save(events: list[RunEvent]) -> None:
+    RunEvent.objects.bulk_create(events)
+    payloads = [payload(event) for event in events]
+    transaction.on_commit(lambda: publish(payloads))
+
+
+def payload(event: RunEvent) -> dict:
+    body = {
+        "type": event.kind,
+        "run": str(event.run_id),
+        "step": event.step_id or None,
+        "branch": event.branch_index,
+        "at": event.created_at.isoformat(),
+        **event.data,
+    }
+    if event.message:
+        body["message"] = event.message
+    return body
+
+
+def publish(payloads: list[dict]) -> None:
+    """Send to `run.<id>` and `runs`. A failure is logged, never raised: events are hints to the UI."""
+    if not payloads or not getattr(settings, "CHORDFLOW_BROADCAST_EVENTS", True):
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(_send_all)(layer, payloads)
+    except Exception:
+        logger.warning("could not publish %d run events to Channels", len(payloads), exc_info=True)
+
+
+async def _send_all(layer, payloads: list[dict]) -> None:
+    for body in payloads:
+        message = {"type": "run.event", "event": body}
+        await layer.group_send(run_group(body["run"]), message)
+        await layer.group_send(ALL_RUNS_GROUP, message)

@@ -1,0 +1,13 @@
+"""Errors the run services raise for the REST layer and the admin to turn into 4xx answers."""
+
+
+class ExecutionError(Exception):
+    """Base of the runtime's own errors."""
+
+
+class InvalidTransitionError(ExecutionError):
+    """The run's or step's status does not allow the action (e.g. cancelling a finished run)."""
+
+
+class RunNotAllowedError(ExecutionError):
+    """A run cannot be started (inactive workflow, no version)."""

@@ -1,0 +1,115 @@
+"""Runs, their step runs (one per step, plus one per for_each branch) and the append-only event log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from executions.states import RunStatus, StepStatus
+
+
+class Run(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey("workflows.Workflow", on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey("workflows.WorkflowVersion", on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True, help_text="{step, branch, type, message} of what failed the run")
+    started_by = models.CharField(max_length=200, blank=True, help_text="Who or what started it: user:alice, beat")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (NULL: no key, not unique)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="run_idempotency_key_unique",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="run_status_created"),
+            models.Index(fields=["workflow", "created_at"], name="run_workflow_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} run {self.id}"
+
+
+class StepRun(models.Model):
+    """One step of one run; a for_each step has a parent row (branch_index null) and one row per item."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_runs")
+    step_id = models.CharField(max_length=100)
+    branch_index = models.PositiveIntegerField(null=True, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="branches")
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts made, over every retry of the run.")
+    attempt_base = models.PositiveIntegerField(default=0, help_text="Attempts made before the last run retry.")
+    input = models.JSONField(null=True, blank=True, help_text="The resolved params.")
+    item = models.JSONField(null=True, blank=True, help_text="The for_each item of a branch.")
+    output = models.JSONField(null=True, blank=True)
+    error_type = models.CharField(max_length=200, blank=True)
+    error_message = models.TextField(blank=True)
+    error_traceback = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True, help_text="The Celery task id, to revoke it.")
+    branch_count = models.PositiveIntegerField(null=True, blank=True)
+    branches_done = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "step_id"], condition=Q(branch_index__isnull=True), name="steprun_step_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["parent", "branch_index"], condition=Q(parent__isnull=False), name="steprun_branch_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "queued_at"], name="steprun_status_queued"),
+            models.Index(fields=["status", "started_at"], name="steprun_status_started"),
+            models.Index(fields=["status", "next_retry_at"], name="steprun_status_retry"),
+            models.Index(fields=["step_id", "status"], name="steprun_step_status"),
+        ]
+
+    def __str__(self) -> str:
+        branch = "" if self.branch_index is None else f"[{self.branch_index}]"
+        return f"{self.step_id}{branch} ({self.status})"
+
+    @property
+    def attempts_this_round(self) -> int:
+        return self.attempts - self.attempt_base
+
+
+class RunEvent(models.Model):
+    """An append-only record of one transition; never updated."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    step_id = models.CharField(max_length=100, blank=True)
+    branch_index = models.PositiveIntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=40)
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [models.Index(fields=["run", "id"], name="runevent_run_id")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.step_id}"

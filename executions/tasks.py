@@ -1,0 +1,53 @@
+"""Celery tasks: thin interfaces that take ids and call one service each."""
+
+from __future__ import annotations
+
+from billiard.exceptions import SoftTimeLimitExceeded
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from executions import attempts, services, sweeper
+from workflows.definition import MAX_ATTEMPTS_LIMIT
+
+# Failures of our own infrastructure (a locked SQLite file, a dropped PostgreSQL connection) are
+# retried by Celery with exponential backoff and jitter. An action's own failures follow the step's
+# retry policy instead: `attempts.step_execute` returns the policy's delay and the task re-sends itself.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+
+@shared_task(
+    bind=True,
+    name="executions.step_execute",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    dont_autoretry_for=(SoftTimeLimitExceeded,),
+    retry_backoff=True,
+    retry_backoff_max=settings.CHORDFLOW_MAX_COUNTDOWN,
+    retry_jitter=True,
+    max_retries=MAX_ATTEMPTS_LIMIT,
+)
+def step_execute(self, step_run_id: int, attempt: int) -> None:
+    countdown = attempts.step_execute(step_run_id=step_run_id, attempt=attempt)
+    if countdown is not None:
+        # Same task id, so a chord waiting on this branch keeps waiting for it.
+        raise self.retry(args=(step_run_id, attempt + 1), countdown=countdown, max_retries=MAX_ATTEMPTS_LIMIT)
+
+
+@shared_task(name="executions.run_advance", acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)
+def run_advance(run_id: str) -> None:
+    """A chord callback: start what the join made ready. A no-op when a step already did."""
+    services.run_advance(run_id=run_id)
+
+
+@shared_task(name="executions.step_join", acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)
+def step_join(parent_id: int) -> None:
+    """A for_each chord callback: finish the step when every branch is done. A no-op when the last branch did."""
+    attempts.step_join(parent_id=parent_id)
+
+
+@shared_task(name="executions.sweep", ignore_result=True)
+def sweep() -> dict:
+    """Run by beat: repair lost messages, overdue attempts and stalled runs."""
+    return sweeper.sweep()

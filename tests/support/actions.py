@@ -1,0 +1,68 @@
+"""Actions only the tests register (WORKFLOWS_ACTION_MODULES in the test settings)."""
+
+import os
+import time
+
+import redis
+
+from workflows.actions import action
+from workflows.exceptions import PermanentError, RetryableError
+
+_redis = None
+
+
+def counter() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return _redis
+
+
+def executions_key(run_id: str, step_id: str) -> str:
+    return f"test:executions:{run_id}:{step_id}"
+
+
+@action("test.record")
+def record(params, context):
+    """Counts every execution in Redis (shared by all processes), then echoes its params."""
+    counter().incr(executions_key(context.run_id, context.step_id))
+    counter().rpush(f"test:attempt-times:{context.run_id}:{context.step_id}", time.time())
+    return params
+
+
+@action("test.flaky")
+def flaky(params, context):
+    """Fails with a retryable error until attempt `succeed_on`; records each attempt's start time."""
+    counter().rpush(f"test:attempt-times:{context.run_id}:{context.step_id}", time.time())
+    if context.attempt < params["succeed_on"]:
+        raise RetryableError(f"attempt {context.attempt} failed on purpose")
+    return {"attempt": context.attempt}
+
+
+@action("test.crash")
+def crash(params, context):
+    raise ZeroDivisionError("division by zero, on purpose")
+
+
+@action("test.permanent")
+def permanent(params, context):
+    raise PermanentError("this can never work")
+
+
+@action("test.sleep_then_record")
+def sleep_then_record(params, context):
+    counter().incr(executions_key(context.run_id, context.step_id))
+    time.sleep(params["seconds"])
+    return {"slept": params["seconds"], "attempt": context.attempt}
+
+
+@action("test.context")
+def context_action(params, context):
+    return {
+        "run_id": context.run_id,
+        "step_id": context.step_id,
+        "attempt": context.attempt,
+        "branch_index": context.branch_index,
+        "item": context.item,
+        "idempotency_key": context.idempotency_key,
+    }

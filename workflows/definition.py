@@ -1,0 +1,259 @@
+"""Parse and validate a workflow definition into a WorkflowSpec, reporting every problem at once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from workflows import actions, expressions, graph
+from workflows.exceptions import DefinitionError, ExpressionError, InputValidationError, Problem
+from workflows.spec import (
+    DEFAULT_QUEUE,
+    DEFAULT_TIMEOUT_SECONDS,
+    ON_FAILURE_CHOICES,
+    ON_FAILURE_FAIL_RUN,
+    RetryPolicy,
+    StepSpec,
+    WorkflowSpec,
+)
+
+STEP_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+TOP_KEYS = {"name", "description", "input_schema", "defaults", "steps", "output"}
+DEFAULT_KEYS = {"retry", "timeout", "queue", "on_failure"}
+STEP_KEYS = {"id", "description", "action", "depends_on", "params", "when", "for_each", *DEFAULT_KEYS}
+RETRY_KEYS = {"max_attempts", "backoff", "backoff_max", "jitter"}
+MAX_ATTEMPTS_LIMIT = 100
+MAX_TIMEOUT_SECONDS = 24 * 3600
+RUN_NAMES = {"input", "steps", "run"}
+BRANCH_NAMES = {"item", "index"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class _Validator:
+    """Collects problems while building the spec; `spec()` raises DefinitionError if there are any."""
+
+    def __init__(self, definition: Any) -> None:
+        self.definition = definition
+        self.problems: list[Problem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def unknown_keys(self, value: dict, allowed: set[str], path: str) -> None:
+        for key in value:
+            if key not in allowed:
+                self.problem(f"{path}.{key}" if path else key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    # --- pieces -----------------------------------------------------------------------------------
+    def retry(self, value: Any, path: str, base: RetryPolicy) -> RetryPolicy:
+        if value is None:
+            return base
+        if not isinstance(value, dict):
+            self.problem(path, "must be an object with max_attempts, backoff, backoff_max, jitter")
+            return base
+        self.unknown_keys(value, RETRY_KEYS, path)
+        fields = {
+            "max_attempts": value.get("max_attempts", base.max_attempts),
+            "backoff": value.get("backoff", base.backoff),
+            "backoff_max": value.get("backoff_max", base.backoff_max),
+            "jitter": value.get("jitter", base.jitter),
+        }
+        attempts = fields["max_attempts"]
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= MAX_ATTEMPTS_LIMIT:
+            self.problem(f"{path}.max_attempts", f"must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}")
+        for key in ("backoff", "backoff_max"):
+            if not _is_number(fields[key]) or fields[key] < 0:
+                self.problem(f"{path}.{key}", "must be a number of seconds >= 0")
+        if not isinstance(fields["jitter"], bool):
+            self.problem(f"{path}.jitter", "must be true or false")
+        try:
+            return RetryPolicy(**fields)
+        except TypeError:
+            return base
+
+    def timeout(self, value: Any, path: str, base: float) -> float:
+        if value is None:
+            return base
+        if not _is_number(value) or not 0 < value <= MAX_TIMEOUT_SECONDS:
+            self.problem(path, f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}")
+            return base
+        return float(value)
+
+    def queue(self, value: Any, path: str, base: str) -> str:
+        if value is None:
+            return base
+        if not isinstance(value, str) or not QUEUE_NAME.match(value):
+            self.problem(path, "must be a queue name of letters, digits and _ . : - (at most 100)")
+            return base
+        return value
+
+    def on_failure(self, value: Any, path: str, base: str) -> str:
+        if value is None:
+            return base
+        if value not in ON_FAILURE_CHOICES:
+            self.problem(path, f"must be one of: {', '.join(ON_FAILURE_CHOICES)}")
+            return base
+        return value
+
+    def expressions_in(self, value: Any, path: str, *, allowed_names: set[str], allowed_steps: set[str] | None):
+        """Check every expression in `value` parses and reads only names and steps it may."""
+        for where, text in expressions.strings_with_paths(value, path):
+            try:
+                tree = expressions.parse(text)
+            except ExpressionError as exc:
+                self.problem(where, str(exc))
+                continue
+            for name in sorted(expressions.referenced_names(tree) - allowed_names - expressions.GLOBAL_NAMES):
+                self.problem(where, f"unknown name {name!r}; expressions here see {', '.join(sorted(allowed_names))}")
+            if allowed_steps is None:
+                continue
+            for step_id in sorted(expressions.referenced_steps(tree) - allowed_steps):
+                self.problem(where, f"reads steps.{step_id}, which is not a step this one depends on (directly or not)")
+
+    # --- the whole definition ---------------------------------------------------------------------
+    def spec(self) -> WorkflowSpec:
+        d = self.definition
+        if not isinstance(d, dict):
+            raise DefinitionError([Problem("", "a definition must be an object (mapping)")])
+        self.unknown_keys(d, TOP_KEYS, "")
+        name = d.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.problem("name", "is required: a non-empty string")
+        description = d.get("description", "")
+        if not isinstance(description, str):
+            self.problem("description", "must be a string")
+        input_schema = d.get("input_schema")
+        if input_schema is not None:
+            if not isinstance(input_schema, dict):
+                self.problem("input_schema", "must be a JSON Schema object")
+            else:
+                try:
+                    Draft202012Validator.check_schema(input_schema)
+                except SchemaError as exc:
+                    self.problem(f"input_schema{_json_path(exc.path)}", f"is not a valid JSON Schema: {exc.message}")
+
+        defaults = d.get("defaults", {})
+        retry_default, timeout_default, queue_default, on_failure_default = (
+            RetryPolicy(),
+            float(DEFAULT_TIMEOUT_SECONDS),
+            DEFAULT_QUEUE,
+            ON_FAILURE_FAIL_RUN,
+        )
+        if not isinstance(defaults, dict):
+            self.problem("defaults", "must be an object")
+        else:
+            self.unknown_keys(defaults, DEFAULT_KEYS, "defaults")
+            retry_default = self.retry(defaults.get("retry"), "defaults.retry", retry_default)
+            timeout_default = self.timeout(defaults.get("timeout"), "defaults.timeout", timeout_default)
+            queue_default = self.queue(defaults.get("queue"), "defaults.queue", queue_default)
+            on_failure_default = self.on_failure(defaults.get("on_failure"), "defaults.on_failure", on_failure_default)
+
+        raw_steps = d.get("steps")
+        if not isinstance(raw_steps, list) or not raw_steps:
+            self.problem("steps", "is required: a non-empty list of steps")
+            raw_steps = []
+
+        steps: list[StepSpec] = []
+        paths: dict[str, str] = {}
+        for index, raw in enumerate(raw_steps):
+            path = f"steps[{index}]"
+            if not isinstance(raw, dict):
+                self.problem(path, "must be an object")
+                continue
+            self.unknown_keys(raw, STEP_KEYS, path)
+            step_id = raw.get("id")
+            if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+                self.problem(f"{path}.id", "is required: lowercase letters, digits and _, starting with a letter")
+                step_id = f"<steps[{index}]>"
+            elif step_id in paths:
+                self.problem(f"{path}.id", f"duplicate id {step_id!r} (first at {paths[step_id]})")
+            else:
+                paths[step_id] = path
+            action_name = raw.get("action")
+            if not isinstance(action_name, str) or not action_name:
+                self.problem(f"{path}.action", "is required: the name of a registered action")
+            elif not actions.is_registered(action_name):
+                known = ", ".join(actions.registered_actions())
+                self.problem(f"{path}.action", f"unknown action {action_name!r} (registered: {known})")
+            depends_on = raw.get("depends_on", [])
+            if not isinstance(depends_on, list) or not all(isinstance(dep, str) for dep in depends_on):
+                self.problem(f"{path}.depends_on", "must be a list of step ids")
+                depends_on = []
+            for field in ("when", "for_each"):
+                if field in raw and not isinstance(raw[field], str):
+                    self.problem(f"{path}.{field}", "must be a string holding an expression")
+            steps.append(
+                StepSpec(
+                    id=step_id,
+                    action=action_name if isinstance(action_name, str) else "",
+                    depends_on=tuple(depends_on),
+                    params=raw.get("params", {}),
+                    when=raw["when"] if isinstance(raw.get("when"), str) else None,
+                    for_each=raw["for_each"] if isinstance(raw.get("for_each"), str) else None,
+                    retry=self.retry(raw.get("retry"), f"{path}.retry", retry_default),
+                    timeout=self.timeout(raw.get("timeout"), f"{path}.timeout", timeout_default),
+                    queue=self.queue(raw.get("queue"), f"{path}.queue", queue_default),
+                    on_failure=self.on_failure(raw.get("on_failure"), f"{path}.on_failure", on_failure_default),
+                )
+            )
+
+        self.check_graph(steps, paths)
+        self.output_expression(d.get("output"), set(paths))
+        if self.problems:
+            raise DefinitionError(self.problems)
+        return WorkflowSpec(
+            name=name, description=description, input_schema=input_schema, steps=tuple(steps), output=d.get("output")
+        )
+
+    def check_graph(self, steps: list[StepSpec], paths: dict[str, str]) -> None:
+        known = set(paths)
+        for index, step in enumerate(steps):
+            for dep_index, dep in enumerate(step.depends_on):
+                if dep not in known:
+                    self.problem(f"steps[{index}].depends_on[{dep_index}]", f"unknown step id {dep!r}")
+                elif dep == step.id:
+                    self.problem(f"steps[{index}].depends_on[{dep_index}]", "a step cannot depend on itself")
+        deps = {step.id: [d for d in step.depends_on if d in known and d != step.id] for step in steps}
+        cycle = graph.find_cycle(deps)
+        if cycle:
+            self.problem(f"{paths[cycle[0]]}.depends_on", f"dependency cycle: {' -> '.join(cycle)}")
+            return  # ancestors are meaningless in a cycle
+        for index, step in enumerate(steps):
+            path = f"steps[{index}]"
+            upstream = graph.ancestors(deps, step.id)
+            self.expressions_in(step.when, f"{path}.when", allowed_names=RUN_NAMES, allowed_steps=upstream)
+            self.expressions_in(step.for_each, f"{path}.for_each", allowed_names=RUN_NAMES, allowed_steps=upstream)
+            names = RUN_NAMES | BRANCH_NAMES if step.for_each else RUN_NAMES
+            self.expressions_in(step.params, f"{path}.params", allowed_names=names, allowed_steps=upstream)
+            if step.for_each is not None and not expressions.has_expression(step.for_each):
+                self.problem(f"{path}.for_each", "must be an expression giving a list, e.g. '{{ input.items }}'")
+
+    def output_expression(self, output: Any, known: set[str]) -> None:
+        if output is not None:
+            self.expressions_in(output, "output", allowed_names=RUN_NAMES, allowed_steps=known)
+
+
+def _json_path(parts) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def parse_definition(definition: Any) -> WorkflowSpec:
+    """The spec of a valid definition; DefinitionError listing every problem otherwise."""
+    return _Validator(definition).spec()
+
+
+def validate_input(spec: WorkflowSpec, data: Any) -> None:
+    """Raise InputValidationError with every schema error (path and message) when `data` does not fit."""
+    if spec.input_schema is None:
+        return
+    validator = Draft202012Validator(spec.input_schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise InputValidationError([Problem(f"input{_json_path(e.absolute_path)}", e.message) for e in errors])

@@ -1,0 +1,70 @@
+"""The parsed, validated form of a definition: frozen values that the engine plans with."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+ON_FAILURE_FAIL_RUN = "fail_run"
+ON_FAILURE_CONTINUE = "continue"
+ON_FAILURE_CHOICES = (ON_FAILURE_FAIL_RUN, ON_FAILURE_CONTINUE)
+
+DEFAULT_TIMEOUT_SECONDS = 300
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`max_attempts` counts the first attempt; retry k waits min(backoff * 2**(k-1), backoff_max)."""
+
+    max_attempts: int = 3
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+    jitter: bool = True
+
+    def delay(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number `retry` (1 for the second attempt)."""
+        ceiling = min(self.backoff * 2 ** (retry - 1), self.backoff_max)
+        if self.jitter:
+            return (rng or random).uniform(0, ceiling)
+        return ceiling
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str
+    action: str
+    depends_on: tuple[str, ...] = ()
+    params: Any = field(default_factory=dict)
+    when: str | None = None
+    for_each: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    queue: str = DEFAULT_QUEUE
+    on_failure: str = ON_FAILURE_FAIL_RUN
+
+    @property
+    def continues_on_failure(self) -> bool:
+        return self.on_failure == ON_FAILURE_CONTINUE
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    steps: tuple[StepSpec, ...]
+    description: str = ""
+    input_schema: dict | None = None
+    output: Any = None
+
+    def step(self, step_id: str) -> StepSpec:
+        return self.steps_by_id[step_id]
+
+    @cached_property
+    def steps_by_id(self) -> dict[str, StepSpec]:
+        return {step.id: step for step in self.steps}
+
+    @cached_property
+    def dependencies(self) -> dict[str, tuple[str, ...]]:
+        return {step.id: step.depends_on for step in self.steps}
