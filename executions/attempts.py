@@ -201,28 +201,29 @@ def _fail_parent(branch: StepRun, failure: Failure) -> bool:
 def _branch_finished(parent_id: int) -> None:
     """Count one finished branch on its parent; the branch that completes the count joins them."""
     StepRun.objects.filter(pk=parent_id).update(branches_done=F("branches_done") + 1)
-    step_join(parent_id=parent_id)
+    _join(parent_id)
 
 
 def step_join(*, parent_id: int) -> None:
-    """Finish a for_each step whose branches are all done: its output is theirs, in item order.
-
-    Idempotent: the chord callback, the last branch and the sweeper may all call it.
-    """
+    """Finish a for_each step whose branches are all done. Idempotent: the chord callback, the last
+    branch and the sweeper may all call it."""
     with transaction.atomic(), events.event_batch():
-        parent = (
-            StepRun.objects.filter(pk=parent_id)
-            .values("status", "branches_done", "branch_count", "run_id", "step_id")
-            .first()
-        )
-        if parent is None or parent["status"] != S.RUNNING or parent["branches_done"] < (parent["branch_count"] or 0):
-            return
-        outputs = list(
-            StepRun.objects.filter(parent_id=parent_id).order_by("branch_index").values_list("output", flat=True)
-        )
-        if not set_step(parent_id, S.SUCCEEDED, output=outputs, finished_at=timezone.now()):
-            return
-        events.record(
-            parent["run_id"], "step.succeeded", step=parent["step_id"], status=S.SUCCEEDED, branches=len(outputs)
-        )
-        services.advance_locked(parent["run_id"])
+        _join(parent_id)
+
+
+def _join(parent_id: int) -> None:
+    """Inside a transaction: the step's output is its branches' outputs, in item order, gathered once."""
+    parent = (
+        StepRun.objects.filter(pk=parent_id)
+        .values("status", "branches_done", "branch_count", "run_id", "step_id")
+        .first()
+    )
+    if parent is None or parent["status"] != S.RUNNING or parent["branches_done"] < (parent["branch_count"] or 0):
+        return
+    outputs = list(
+        StepRun.objects.filter(parent_id=parent_id).order_by("branch_index").values_list("output", flat=True)
+    )
+    if not set_step(parent_id, S.SUCCEEDED, output=outputs, finished_at=timezone.now()):
+        return
+    events.record(parent["run_id"], "step.succeeded", step=parent["step_id"], status=S.SUCCEEDED, branches=len(outputs))
+    services.advance_locked(parent["run_id"])

@@ -220,7 +220,9 @@ class _Validator:
                     self.problem(f"steps[{index}].depends_on[{dep_index}]", f"unknown step id {dep!r}")
                 elif dep == step.id:
                     self.problem(f"steps[{index}].depends_on[{dep_index}]", "a step cannot depend on itself")
-        deps = {step.id: [d for d in step.depends_on if d in known and d != step.id] for step in steps}
+        deps: dict[str, list[str]] = {}
+        for step in steps:  # a duplicate id is reported already; the first one stands
+            deps.setdefault(step.id, [d for d in step.depends_on if d in known and d != step.id])
         cycle = graph.find_cycle(deps)
         if cycle:
             self.problem(f"{paths[cycle[0]]}.depends_on", f"dependency cycle: {' -> '.join(cycle)}")

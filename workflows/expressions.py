@@ -19,7 +19,21 @@ from workflows.exceptions import ExpressionError
 
 SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
+    """`x.items` reads the key "items" of a JSON object before the dict method of that name.
+
+    Expressions read JSON data, where a key named items, keys or values is common (the issue's own
+    example reads `output.json.items`); Jinja's default would return the bound method instead.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_env = _DataFirstEnvironment(undefined=StrictUndefined, autoescape=False)
 GLOBAL_NAMES = frozenset(_env.globals)  # range, dict, namespace, …: always in scope
 
 

@@ -15,7 +15,7 @@ from workflows.exceptions import DefinitionError, Problem
 from workflows.models import Workflow, WorkflowVersion
 from workflows.spec import WorkflowSpec
 
-_spec_cache: dict[int, WorkflowSpec] = {}
+_spec_cache: dict[tuple[int, str], WorkflowSpec] = {}
 
 
 def definition_hash(definition: Any) -> str:
@@ -24,10 +24,14 @@ def definition_hash(definition: Any) -> str:
 
 
 def version_spec(version: WorkflowVersion) -> WorkflowSpec:
-    """The parsed spec of a version; versions never change, so each process parses one only once."""
-    spec = _spec_cache.get(version.pk)
+    """The parsed spec of a version; versions never change, so each process parses one only once.
+
+    Keyed by the content hash too: SQLite may hand a deleted version's id to a new one.
+    """
+    key = (version.pk, version.content_hash)
+    spec = _spec_cache.get(key)
     if spec is None:
-        spec = _spec_cache[version.pk] = parse_definition(version.definition)
+        spec = _spec_cache[key] = parse_definition(version.definition)
     return spec
 
 

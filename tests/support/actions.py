@@ -18,8 +18,8 @@ def counter() -> redis.Redis:
     return _redis
 
 
-def executions_key(run_id: str, step_id: str) -> str:
-    return f"test:executions:{run_id}:{step_id}"
+def executions_key(run_id: str, step_id: str, branch: int | None = None) -> str:
+    return f"test:executions:{run_id}:{step_id}" + ("" if branch is None else f":{branch}")
 
 
 @action("test.record")
@@ -51,8 +51,9 @@ def permanent(params, context):
 
 @action("test.sleep_then_record")
 def sleep_then_record(params, context):
-    counter().incr(executions_key(context.run_id, context.step_id))
+    """Sleeps, then counts a finished execution of this step or branch."""
     time.sleep(params["seconds"])
+    counter().incr(executions_key(context.run_id, context.step_id, context.branch_index))
     return {"slept": params["seconds"], "attempt": context.attempt}
 
 

@@ -1,0 +1,206 @@
+"""Services without a worker: joins under concurrency, idempotence, query bounds, the sweep.
+
+Steps here go to a queue no worker reads, and the tests play the worker's part by calling the
+services a task calls.
+"""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from config.celery_app import app
+from executions import attempts
+from executions.dispatch import queue_depth
+from executions.models import RunEvent, StepRun
+from executions.services import run_advance, run_start
+from executions.states import RunStatus, StepStatus
+from executions.sweeper import sweep
+from tests.support.runs import step_row, steps, workflow
+
+pytestmark = pytest.mark.django_db(transaction=True)
+NOWHERE = "nobody-reads-this"
+
+
+@pytest.fixture(autouse=True)
+def empty_queue():
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(NOWHERE)
+    yield
+
+
+def play(step_run: StepRun, output=None) -> None:
+    """Do what step_execute does for a successful attempt."""
+    row = attempts.step_claim(step_run_id=step_run.pk, attempt=step_run.attempts + 1)
+    assert row is not None
+    attempts.step_succeed(row=row, output=output)
+
+
+def at_once(*calls) -> None:
+    barrier = threading.Barrier(len(calls))
+    errors = []
+
+    def run(call):
+        try:
+            barrier.wait()
+            call()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def diamond():
+    return workflow(
+        steps(
+            {"id": "a", "action": "echo"},
+            {"id": "b", "action": "echo", "depends_on": ["a"]},
+            {"id": "c", "action": "echo", "depends_on": ["a"]},
+            {"id": "d", "action": "echo", "depends_on": ["b", "c"]},
+            defaults={"queue": NOWHERE},
+        )
+    )
+
+
+def test_two_parallel_steps_finishing_at_the_same_moment_start_the_join_once():
+    run, _ = run_start(workflow=diamond())
+    play(step_row(run, "a"))
+    b, c = step_row(run, "b"), step_row(run, "c")
+    at_once(lambda: play(b), lambda: play(c))
+    d = step_row(run, "d")
+    assert d.status == StepStatus.QUEUED
+    assert RunEvent.objects.filter(run=run, step_id="d", kind="step.queued").count() == 1
+
+
+def test_two_branches_finishing_at_the_same_moment_join_once():
+    wf = workflow(
+        steps(
+            {"id": "m", "action": "echo", "for_each": "{{ input.xs }}", "params": {"x": "{{ item }}"}},
+            {"id": "after", "action": "echo", "depends_on": ["m"]},
+            defaults={"queue": NOWHERE},
+        )
+    )
+    run, _ = run_start(workflow=wf, input={"xs": [1, 2, 3]})
+    first, second, third = StepRun.objects.filter(run=run, branch_index__isnull=False).order_by("branch_index")
+    play(first, {"x": 1})
+    at_once(lambda: play(second, {"x": 2}), lambda: play(third, {"x": 3}))
+    parent = step_row(run, "m")
+    assert parent.status == StepStatus.SUCCEEDED
+    assert parent.output == [{"x": 1}, {"x": 2}, {"x": 3}]
+    assert parent.branches_done == 3
+    assert RunEvent.objects.filter(run=run, step_id="m", branch_index=None, kind="step.succeeded").count() == 1
+    assert RunEvent.objects.filter(run=run, step_id="after", kind="step.queued").count() == 1
+
+
+def test_a_duplicated_callback_or_a_redelivered_attempt_changes_nothing():
+    run, _ = run_start(workflow=diamond())
+    a = step_row(run, "a")
+    play(a)
+    events_before = RunEvent.objects.filter(run=run).count()
+    run_advance(run_id=run.pk)  # a duplicate chord callback
+    attempts.step_join(parent_id=a.pk)  # a join callback for a step that is no fan-out
+    assert attempts.step_claim(step_run_id=a.pk, attempt=1) is None  # the same attempt delivered again
+    assert attempts.step_execute(step_run_id=a.pk, attempt=1) is None
+    assert RunEvent.objects.filter(run=run).count() == events_before
+    assert step_row(run, "b").status == StepStatus.QUEUED
+
+
+def branch_queries(width: int) -> tuple[int, int]:
+    """Queries for one middle branch's whole life (claim + success), and for the last one (+ join)."""
+    wf = workflow(
+        steps(
+            {"id": "m", "action": "echo", "for_each": "{{ input.xs }}", "params": {"x": "{{ item }}"}},
+            {"id": "after", "action": "echo", "depends_on": ["m"]},
+            defaults={"queue": NOWHERE},
+        )
+    )
+    run, _ = run_start(workflow=wf, input={"xs": list(range(width))})
+    branches = list(StepRun.objects.filter(run=run, branch_index__isnull=False).order_by("branch_index"))
+    for branch in branches[:-2]:
+        play(branch, branch.item)
+    with CaptureQueriesContext(connection) as middle:
+        play(branches[-2], 0)
+    with CaptureQueriesContext(connection) as last:
+        play(branches[-1], 0)
+    assert step_row(run, "m").status == StepStatus.SUCCEEDED
+    return len(middle), len(last)
+
+
+def test_sql_queries_per_step_transition_do_not_grow_with_the_fan_out_width():
+    narrow, wide = branch_queries(5), branch_queries(200)
+    assert narrow == wide
+    middle, last = wide
+    # claim (update, select, event) + success (update, event, counter, join check); the last adds the
+    # join (gather, update, event) and the run advance (lock, steps, context, queue next, event).
+    assert middle <= 11, middle
+    assert last <= 26, last
+
+
+def test_the_sweep_republishes_a_lost_message_but_not_one_waiting_in_its_queue():
+    run, _ = run_start(workflow=diamond())
+    a = step_row(run, "a")
+    later = timezone.now() + timedelta(seconds=60)
+    assert queue_depth(NOWHERE) == 1
+    assert sweep(now=later)["requeued"] == 0  # still waiting in the queue: not lost
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(NOWHERE)  # the broker lost it
+    assert sweep(now=later)["requeued"] == 1
+    assert queue_depth(NOWHERE) == 1
+    assert step_row(run, "a").status == StepStatus.QUEUED
+    assert step_row(run, "a").task_id != a.task_id
+
+
+def test_the_sweep_fails_an_overdue_attempt_and_retries_or_fails_it_by_policy():
+    wf = workflow(
+        steps(
+            {"id": "a", "action": "echo", "timeout": 5, "retry": {"max_attempts": 2, "backoff": 0}},
+            defaults={"queue": NOWHERE},
+        )
+    )
+    run, _ = run_start(workflow=wf)
+    attempts.step_claim(step_run_id=step_row(run, "a").pk, attempt=1)  # then the worker dies
+    assert sweep(now=timezone.now() + timedelta(seconds=2))["attempts_expired"] == 0  # not overdue yet
+    assert sweep(now=timezone.now() + timedelta(seconds=10))["attempts_expired"] == 1
+    a = step_row(run, "a")
+    assert (a.status, a.error_type) == (StepStatus.RETRYING, "LostAttemptError")
+    attempts.step_claim(step_run_id=a.pk, attempt=2)  # the retry starts, and its worker dies too
+    sweep(now=timezone.now() + timedelta(seconds=10))
+    run.refresh_from_db()
+    assert step_row(run, "a").status == StepStatus.FAILED
+    assert run.status == RunStatus.FAILED
+    assert "did not finish within the step's timeout of 5s" in run.error["message"]
+
+
+def test_a_long_retry_delay_is_parked_in_the_database_and_fired_by_the_sweep(settings):
+    settings.CHORDFLOW_MAX_COUNTDOWN = 1
+    wf = workflow(
+        steps(
+            {
+                "id": "a",
+                "action": "test.flaky",
+                "params": {"succeed_on": 2},
+                "retry": {"max_attempts": 2, "backoff": 50, "jitter": False},
+            },
+            defaults={"queue": NOWHERE},
+        )
+    )
+    run, _ = run_start(workflow=wf)
+    assert attempts.step_execute(step_run_id=step_row(run, "a").pk, attempt=1) is None  # parked, no countdown
+    a = step_row(run, "a")
+    assert (a.status, a.task_id) == (StepStatus.RETRYING, "")
+    assert 49 < (a.next_retry_at - timezone.now()).total_seconds() <= 50
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(NOWHERE)
+    assert sweep()["retries_fired"] == 0
+    assert sweep(now=timezone.now() + timedelta(seconds=51))["retries_fired"] == 1
+    assert queue_depth(NOWHERE) == 1

@@ -1,0 +1,59 @@
+"""`manage.py load_workflows PATH...`: save YAML (or JSON) definitions; unchanged files make no new version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from django.core.management.base import BaseCommand, CommandError
+
+from workflows.exceptions import DefinitionError
+from workflows.services import workflow_save
+
+SUFFIXES = {".yaml", ".yml", ".json"}
+
+
+class Command(BaseCommand):
+    help = "Load workflow definitions from YAML/JSON files or folders; the slug is the file name."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("paths", nargs="+", help="files, or folders to read *.yaml, *.yml and *.json from")
+
+    def handle(self, *args, paths: list[str], **options) -> None:
+        files = self.collect(paths)
+        failures = 0
+        for path in files:
+            try:
+                definition = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                self.stderr.write(f"{path}: cannot be read: {exc}")
+                failures += 1
+                continue
+            slug = path.stem.replace("_", "-")
+            try:
+                workflow, version, created = workflow_save(slug=slug, definition=definition)
+            except DefinitionError as exc:
+                self.stderr.write(f"{path}: invalid, nothing stored:")
+                for problem in exc.problems:
+                    self.stderr.write(f"  {problem}")
+                failures += 1
+                continue
+            state = "new version" if created else "unchanged"
+            self.stdout.write(f"{path.name}: {workflow.slug} v{version.number} ({state})")
+        if failures:
+            raise CommandError(f"{failures} of {len(files)} files were not loaded")
+
+    def collect(self, paths: list[str]) -> list[Path]:
+        files: list[Path] = []
+        for raw in paths:
+            path = Path(raw)
+            if path.is_dir():
+                found = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES)
+                if not found:
+                    raise CommandError(f"{raw}: no .yaml, .yml or .json files in this folder")
+                files.extend(found)
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise CommandError(f"{raw}: no such file or folder")
+        return files
