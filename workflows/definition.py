@@ -42,6 +42,7 @@ class _Validator:
     def __init__(self, definition: Any) -> None:
         self.definition = definition
         self.problems: list[Problem] = []
+        self.step_ids: set[str] = set()
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -115,7 +116,11 @@ class _Validator:
             if allowed_steps is None:
                 continue
             for step_id in sorted(expressions.referenced_steps(tree) - allowed_steps):
-                self.problem(where, f"reads steps.{step_id}, which is not a step this one depends on (directly or not)")
+                if step_id in self.step_ids:
+                    message = f"reads steps.{step_id}, which is not a step this one depends on (directly or not)"
+                    self.problem(where, message)
+                else:
+                    self.problem(where, f"reads steps.{step_id}, but there is no step {step_id!r}")
 
     # --- the whole definition ---------------------------------------------------------------------
     def spec(self) -> WorkflowSpec:
@@ -213,7 +218,7 @@ class _Validator:
         )
 
     def check_graph(self, steps: list[StepSpec], paths: dict[str, str]) -> None:
-        known = set(paths)
+        known = self.step_ids = set(paths)
         for index, step in enumerate(steps):
             for dep_index, dep in enumerate(step.depends_on):
                 if dep not in known:
@@ -226,10 +231,10 @@ class _Validator:
         cycle = graph.find_cycle(deps)
         if cycle:
             self.problem(f"{paths[cycle[0]]}.depends_on", f"dependency cycle: {' -> '.join(cycle)}")
-            return  # ancestors are meaningless in a cycle
         for index, step in enumerate(steps):
             path = f"steps[{index}]"
-            upstream = graph.ancestors(deps, step.id)
+            # In a cycle "ancestor" means nothing: check the expressions against every known step.
+            upstream = known - {step.id} if cycle else graph.ancestors(deps, step.id)
             self.expressions_in(step.when, f"{path}.when", allowed_names=RUN_NAMES, allowed_steps=upstream)
             self.expressions_in(step.for_each, f"{path}.for_each", allowed_names=RUN_NAMES, allowed_steps=upstream)
             names = RUN_NAMES | BRANCH_NAMES if step.for_each else RUN_NAMES

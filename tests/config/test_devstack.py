@@ -66,6 +66,7 @@ def test_make_run_serves_healthz_and_stops_on_sigint_leaving_no_process(tmp_path
         output = log.read_text()
         assert f"http://127.0.0.1:{web_port}/" in output and f"http://127.0.0.1:{flower_port}/" in output
         assert "Development superuser: admin / " in output
+        assert "order-pipeline v1" in output  # the example workflows are loaded
 
         devstack.send_signal(signal.SIGINT)
         assert devstack.wait(timeout=90) == 0
