@@ -30,6 +30,7 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("cancel_run", "Can cancel runs"), ("retry_run", "Can retry runs")]
         constraints = [
             models.UniqueConstraint(
                 fields=["workflow", "idempotency_key"],

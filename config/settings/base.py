@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_celery_results",
     "channels",
@@ -204,6 +207,38 @@ CELERY_BEAT_SCHEDULE = {
     "chordflow-sweep": {"task": "executions.sweep", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING below, like the web process
+
+# --- REST API -------------------------------------------------------------------------------------
+CHORDFLOW_API_MAX_BODY_BYTES = env_int("CHORDFLOW_API_MAX_BODY_BYTES", 1024 * 1024)
+REST_FRAMEWORK = {
+    # Token first: an anonymous request gets 401 with `WWW-Authenticate: Token`, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["config.rest.HasModelPermissions"],
+    "DEFAULT_PARSER_CLASSES": ["config.rest.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "config.rest.exception_handler",
+    "PAGE_SIZE": 50,
+    "DEFAULT_METADATA_CLASS": None,  # OPTIONS: 405, as for any undocumented method
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chordflow API",
+    "DESCRIPTION": "Start, inspect, cancel and retry workflow runs; define workflows.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "executions.states.RunStatus",
+        "StepStatusEnum": "executions.states.StepStatus",
+    },
+}
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

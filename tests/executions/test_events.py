@@ -1,7 +1,9 @@
 """Every transition is a RunEvent row and, after commit, a message on the run's Channels groups."""
 
+import asyncio
+
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from executions.events import ALL_RUNS_GROUP, run_group
@@ -12,31 +14,31 @@ from tests.support.runs import steps, wait_for_run, workflow
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 
-def drain(layer, channel: str) -> list[dict]:
-    async def receive_all():
-        import asyncio
-
-        messages = []
-        while True:
-            try:
-                messages.append(await asyncio.wait_for(layer.receive(channel), timeout=1))
-            except TimeoutError:
-                return messages
-
-    return async_to_sync(receive_all)()
+async def drain(layer, channel: str) -> list[dict]:
+    messages = []
+    while True:
+        try:
+            messages.append((await asyncio.wait_for(layer.receive(channel), timeout=1))["event"])
+        except TimeoutError:
+            return messages
 
 
 def test_events_reach_the_run_group_and_the_all_runs_group_in_order():
-    layer = get_channel_layer()
-    everything = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(ALL_RUNS_GROUP, everything)
     wf = workflow(steps({"id": "fetch", "action": "echo"}, {"id": "after", "action": "echo", "depends_on": ["fetch"]}))
-    run, _ = run_start(workflow=wf)
-    this_run = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(run_group(run.pk), this_run)
-    wait_for_run(run.pk)
 
-    published = [m["event"] for m in drain(layer, everything) if m["event"]["run"] == str(run.pk)]
+    async def scenario():
+        # One event loop for every layer call: a receiving channel belongs to the loop that reads it.
+        layer = get_channel_layer()
+        everything = await layer.new_channel()
+        await layer.group_add(ALL_RUNS_GROUP, everything)
+        run, _ = await sync_to_async(run_start)(workflow=wf)
+        this_run = await layer.new_channel()
+        await layer.group_add(run_group(run.pk), this_run)
+        await sync_to_async(wait_for_run)(run.pk)
+        return run, await drain(layer, everything), await drain(layer, this_run)
+
+    run, everything, this_run = async_to_sync(scenario)()
+    published = [event for event in everything if event["run"] == str(run.pk)]
     recorded = list(RunEvent.objects.filter(run=run).values_list("kind", flat=True))
     assert [e["type"] for e in published] == recorded
     succeeded = next(e for e in published if e["type"] == "step.succeeded" and e["step"] == "fetch")
@@ -44,4 +46,4 @@ def test_events_reach_the_run_group_and_the_all_runs_group_in_order():
     assert succeeded["at"]
     assert {"run.started", "step.queued", "step.started", "step.succeeded", "run.succeeded"} <= set(recorded)
     # Joined after the start: it still sees the later events of this run.
-    assert [m["event"]["type"] for m in drain(layer, this_run)][-1] == "run.succeeded"
+    assert this_run and this_run[-1]["type"] == "run.succeeded"

@@ -1,0 +1,31 @@
+"""The REST API under /api/, with its OpenAPI schema and docs."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from executions import views as runs
+from workflows import views as workflows
+
+
+class PublicSchemaView(SpectacularAPIView):
+    permission_classes = []  # the schema describes the API; it holds no data
+
+
+class PublicDocsView(SpectacularSwaggerView):
+    permission_classes = []
+
+
+urlpatterns = [
+    path("workflows/", workflows.WorkflowListView.as_view(), name="workflow-list"),
+    path("workflows/<str:slug>/", workflows.WorkflowDetailView.as_view(), name="workflow-detail"),
+    path("workflows/<str:slug>/versions/", workflows.WorkflowVersionsView.as_view(), name="workflow-versions"),
+    path("workflows/<str:slug>/runs/", runs.RunStartView.as_view(), name="run-start"),
+    path("runs/", runs.RunListView.as_view(), name="run-list"),
+    path("runs/<str:run_id>/", runs.RunDetailView.as_view(), name="run-detail"),
+    path("runs/<str:run_id>/events/", runs.RunEventsView.as_view(), name="run-events"),
+    path("runs/<str:run_id>/steps/<str:step_id>/branches/", runs.RunBranchesView.as_view(), name="run-branches"),
+    path("runs/<str:run_id>/cancel/", runs.RunCancelView.as_view(), name="run-cancel"),
+    path("runs/<str:run_id>/retry/", runs.RunRetryView.as_view(), name="run-retry"),
+    path("schema/", PublicSchemaView.as_view(), name="schema"),
+    path("docs/", PublicDocsView.as_view(url_name="schema"), name="docs"),
+]

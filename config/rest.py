@@ -1,0 +1,163 @@
+"""REST plumbing shared by every app: bounded JSON parsing, errors, permissions, pagination."""
+
+from __future__ import annotations
+
+import io
+from http import HTTPStatus
+
+from django.conf import settings
+from django.http import Http404, JsonResponse
+from django.views.defaults import page_not_found
+from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+
+from executions.exceptions import InvalidTransitionError, RunNotAllowedError
+from workflows.exceptions import ProblemsError
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON bodies up to CHORDFLOW_API_MAX_BODY_BYTES; a larger one is refused before it is parsed."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.CHORDFLOW_API_MAX_BODY_BYTES
+        too_large = RequestTooLarge(f"the request body is over the limit of {limit} bytes ({limit // 1024} KiB)")
+        request = (parser_context or {}).get("request")
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise too_large
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise too_large
+        if not body:
+            raise exceptions.ParseError("the request body is empty: send a JSON object")
+        return super().parse(io.BytesIO(body), media_type, parser_context)
+
+
+class ProblemSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="Where: `steps[2].depends_on[0]`, `input.total`.")
+    message = serializers.CharField(help_text="What is wrong there.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx body: `detail` says what is wrong; `problems` lists each place, where there are several."""
+
+    detail = serializers.CharField()
+    problems = ProblemSerializer(many=True, required=False)
+
+
+def _flatten(errors, prefix: str = "") -> list[dict]:
+    """DRF's nested validation errors as a flat list of {path, message}."""
+    if isinstance(errors, dict):
+        out: list[dict] = []
+        for key, value in errors.items():
+            path = prefix if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else str(key))
+            out.extend(_flatten(value, path))
+        return out
+    if isinstance(errors, list):
+        if all(not isinstance(item, dict | list) for item in errors):
+            return [{"path": prefix, "message": str(item)} for item in errors]
+        out = []
+        for index, item in enumerate(errors):
+            out.extend(_flatten(item, f"{prefix}[{index}]"))
+        return out
+    return [{"path": prefix, "message": str(errors)}]
+
+
+def exception_handler(exc, context):
+    """Turn our own errors into 4xx answers with the same shape as DRF's: never a 500 for bad input."""
+    if isinstance(exc, ProblemsError):
+        body = {"detail": exc.summary, "problems": [p.as_dict() for p in exc.problems]}
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    from rest_framework.views import exception_handler as drf_exception_handler  # DRF imports this module
+
+    if isinstance(exc, InvalidTransitionError | RunNotAllowedError):
+        exc = Conflict(str(exc))
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        problems = _flatten(response.data)
+        response.data = {"detail": "invalid request: " + "; ".join(f"{p['path']}: {p['message']}" for p in problems)}
+        response.data["problems"] = problems
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"])}
+    return response
+
+
+def not_found(request, exception=None):
+    """404 for URLs that match no route: JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": f"no such endpoint: {request.path}"}, status=HTTPStatus.NOT_FOUND)
+    return page_not_found(request, exception or Http404())
+
+
+class HasModelPermissions(BasePermission):
+    """Django model permissions per HTTP method, declared on the view as `required_permissions`."""
+
+    message = "you do not have the permission this needs"
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        required = getattr(view, "required_permissions", {}).get(request.method, ())
+        if request.user.has_perms(required):
+            return True
+        self.message = f"you need the permission(s): {', '.join(required)}"
+        return False
+
+
+class _CursorPagination(CursorPagination):
+    page_size_query_param = "page_size"
+
+    def decode_cursor(self, request):
+        """A cursor that does not decode is bad input (400 naming it), not a missing page (404)."""
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({"cursor": ["invalid cursor: follow the next/previous links"]}) from None
+
+
+class NewestFirstPagination(_CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    max_page_size = 500
+
+
+class InOrderPagination(_CursorPagination):
+    ordering = "id"
+    page_size = 100
+    max_page_size = 1000
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know, naming them, instead of silently ignoring a typo."""
+
+    def to_internal_value(self, data):
+        errors = {}
+        if isinstance(data, dict):
+            errors = {key: ["unknown field"] for key in sorted(set(data) - set(self.fields))}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, dict):
+                raise
+            errors.update(exc.detail)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value

@@ -1,0 +1,244 @@
+"""Admin for runs and steps: read-only pages, colored statuses, cancel and retry as actions."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from executions.exceptions import InvalidTransitionError
+from executions.models import Run, RunEvent, StepRun
+from executions.services import run_cancel, run_retry
+from executions.states import StepStatus
+
+COLORS = {
+    StepStatus.PENDING: "#888",
+    StepStatus.QUEUED: "#1f77b4",
+    StepStatus.RUNNING: "#1f77b4",
+    StepStatus.RETRYING: "#e69500",
+    StepStatus.WAITING: "#9467bd",
+    StepStatus.SUCCEEDED: "#2ca02c",
+    StepStatus.FAILED: "#d62728",
+    StepStatus.SKIPPED: "#888",
+    StepStatus.CANCELLED: "#555",
+}
+EVENTS_SHOWN = 200
+
+
+def colored(status: str):
+    return format_html('<b style="color: {}">{}</b>', COLORS.get(status, "#000"), status)
+
+
+def pretty(value):
+    return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", json.dumps(value, indent=2))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Status is never edited by hand: operators act through the services (actions)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class StepInline(admin.TabularInline):
+    model = StepRun
+    verbose_name_plural = "steps"
+    fields = [
+        "step_id",
+        "status_colored",
+        "attempts",
+        "branches",
+        "error_type",
+        "queued_at",
+        "started_at",
+        "finished_at",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(branch_index__isnull=True).order_by("id")
+
+    @admin.display(description="status")
+    def status_colored(self, obj):
+        return colored(obj.status)
+
+    @admin.display(description="branches")
+    def branches(self, obj):
+        return "-" if obj.branch_count is None else f"{obj.branches_done}/{obj.branch_count} done"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ["short_id", "workflow", "version_number", "status_colored", "created_at", "duration", "started_by"]
+    list_filter = ["status", "workflow"]
+    list_select_related = ["workflow", "version"]
+    search_fields = ["id", "idempotency_key"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    actions = ["cancel_runs", "retry_runs"]
+    inlines = [StepInline]
+    fields = [
+        "id", "workflow", "version_number", "status_colored", "started_by", "idempotency_key", "created_at",
+        "started_at", "finished_at", "duration", "input_pretty", "output_pretty", "error_pretty", "events",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("input", "output", "version__definition")
+
+    def get_search_results(self, request, queryset, search_term):
+        """A run id (or idempotency key) is matched exactly: no LIKE scan over a large table."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            return queryset.filter(idempotency_key=term), False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="run", ordering="id")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
+
+    @admin.display(description="version", ordering="version__number")
+    def version_number(self, obj):
+        return obj.version.number
+
+    @admin.display(description="status", ordering="status")
+    def status_colored(self, obj):
+        return colored(obj.status)
+
+    @admin.display(description="duration")
+    def duration(self, obj):
+        if obj.started_at is None or obj.finished_at is None:
+            return "-"
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.3f} s"
+
+    @admin.display(description="input")
+    def input_pretty(self, obj):
+        return pretty(obj.input)
+
+    @admin.display(description="output")
+    def output_pretty(self, obj):
+        return pretty(obj.output)
+
+    @admin.display(description="error")
+    def error_pretty(self, obj):
+        return pretty(obj.error) if obj.error else "-"
+
+    @admin.display(description=f"events (the first {EVENTS_SHOWN})")
+    def events(self, obj):
+        rows = RunEvent.objects.filter(run=obj).order_by("id")[:EVENTS_SHOWN]
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.created_at.strftime("%H:%M:%S.%f")[:-3],
+                    e.kind,
+                    e.step_id,
+                    "" if e.branch_index is None else e.branch_index,
+                    e.message,
+                )
+                for e in rows
+            ),
+        )
+        return format_html(
+            "<table><tr><th>at</th><th>event</th><th>step</th><th>branch</th><th>message</th></tr>{}</table>", body
+        )
+
+    def _act(self, request, queryset, service, verb: str, permission: str) -> None:
+        if not request.user.has_perm(permission):
+            self.message_user(request, f"You need the permission {permission}.", messages.ERROR)
+            return
+        done = 0
+        for run_id in queryset.values_list("pk", flat=True):
+            try:
+                service(run_id=run_id, by=f"user:{request.user.get_username()}")
+                done += 1
+            except InvalidTransitionError as exc:
+                self.message_user(request, f"Run {run_id}: {exc}", messages.WARNING)
+        if done:
+            self.message_user(request, f"{done} run(s) {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel_runs(self, request, queryset):
+        self._act(request, queryset, run_cancel, "cancelled", "executions.cancel_run")
+
+    @admin.action(description="Retry the selected runs (failed or cancelled)")
+    def retry_runs(self, request, queryset):
+        self._act(request, queryset, run_retry, "retried", "executions.retry_run")
+
+
+@admin.register(StepRun)
+class StepRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "step_id",
+        "branch_index",
+        "run_link",
+        "workflow",
+        "status_colored",
+        "attempts",
+        "error_type",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "step_id", "run__workflow"]
+    list_select_related = ["run__workflow"]
+    search_fields = ["step_id"]
+    show_full_result_count = False
+    fields = [
+        "run", "step_id", "branch_index", "status", "attempts", "task_id", "queued_at", "started_at", "finished_at",
+        "next_retry_at", "input_pretty", "item_pretty", "output_pretty", "error_type", "error_message",
+        "error_traceback",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("input", "output", "item", "error_traceback")
+
+    @admin.display(description="run")
+    def run_link(self, obj):
+        url = reverse("admin:executions_run_change", args=[obj.run_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.run_id)[:8])
+
+    @admin.display(description="workflow")
+    def workflow(self, obj):
+        return obj.run.workflow.slug
+
+    @admin.display(description="status", ordering="status")
+    def status_colored(self, obj):
+        return colored(obj.status)
+
+    @admin.display(description="input")
+    def input_pretty(self, obj):
+        return pretty(obj.input)
+
+    @admin.display(description="item")
+    def item_pretty(self, obj):
+        return pretty(obj.item)
+
+    @admin.display(description="output")
+    def output_pretty(self, obj):
+        return pretty(obj.output)

@@ -1,0 +1,69 @@
+"""Reads for runs, steps and events, shaped for the REST API and the admin without per-row queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, QuerySet
+
+from executions.models import Run, RunEvent, StepRun
+
+
+def parse_run_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        return None
+
+
+def run_list(
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Run]:
+    runs = Run.objects.select_related("workflow", "version").defer("version__definition")
+    if workflow:
+        runs = runs.filter(workflow__slug=workflow)
+    if status:
+        runs = runs.filter(status=status)
+    if created_after:
+        runs = runs.filter(created_at__gte=created_after)
+    if created_before:
+        runs = runs.filter(created_at__lt=created_before)
+    return runs
+
+
+def run_get(run_id: Any) -> Run | None:
+    parsed = parse_run_id(run_id)
+    if parsed is None:
+        return None
+    return run_list().filter(pk=parsed).first()
+
+
+def run_steps(run: Run) -> list[StepRun]:
+    """The run's steps (not branches) in definition order, each for_each step with `branch_counts`."""
+    rows = {row.step_id: row for row in StepRun.objects.filter(run=run, branch_index__isnull=True)}
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    branch_totals = (
+        StepRun.objects.filter(run=run, branch_index__isnull=False).values("step_id", "status").annotate(n=Count("id"))
+    )
+    for row in branch_totals:
+        counts[row["step_id"]][row["status"]] = row["n"]
+    order = [step["id"] for step in run.version.definition.get("steps", []) if isinstance(step, dict)]
+    ordered = [rows[step_id] for step_id in order if step_id in rows]
+    for row in ordered:
+        row.branch_counts = dict(counts[row.step_id]) if row.branch_count is not None else None
+    return ordered
+
+
+def step_branches(run: Run, step_id: str) -> QuerySet[StepRun]:
+    return StepRun.objects.filter(run=run, step_id=step_id, branch_index__isnull=False)
+
+
+def run_events(run: Run) -> QuerySet[RunEvent]:
+    return RunEvent.objects.filter(run=run)

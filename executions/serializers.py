@@ -1,0 +1,116 @@
+"""REST input and output shapes for runs, steps, branches and events."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from config.rest import StrictSerializer
+from executions.models import Run, RunEvent, StepRun
+from executions.states import RunStatus
+
+
+class RunStartInput(StrictSerializer):
+    input = serializers.JSONField(required=False, default=dict, help_text="Validated against the input_schema.")
+    idempotency_key = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=200,
+        help_text="A key already used for this workflow returns that run.",
+    )
+
+
+class RunFilterInput(serializers.Serializer):
+    workflow = serializers.SlugField(required=False, help_text="A workflow's slug.")
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class ErrorOutput(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()
+
+
+@extend_schema_field(ErrorOutput(allow_null=True))
+class StepErrorField(serializers.Field):
+    def to_representation(self, row: StepRun):
+        if not row.error_type:
+            return None
+        return {"type": row.error_type, "message": row.error_message}
+
+
+class BranchCountsOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+
+
+class StepOutput(serializers.ModelSerializer):
+    id = serializers.CharField(source="step_id")
+    error = StepErrorField(source="*", allow_null=True)
+    branches = serializers.SerializerMethodField(help_text="for_each steps: branch counts by status.")
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "id", "status", "attempts", "output", "error", "queued_at", "started_at", "finished_at",
+            "next_retry_at", "branches",
+        ]  # fmt: skip
+
+    @extend_schema_field(BranchCountsOutput(allow_null=True))
+    def get_branches(self, row: StepRun) -> dict | None:
+        if row.branch_count is None:
+            return None
+        return {"count": row.branch_count, "by_status": getattr(row, "branch_counts", None) or {}}
+
+
+class BranchOutput(serializers.ModelSerializer):
+    index = serializers.IntegerField(source="branch_index")
+    error = StepErrorField(source="*", allow_null=True)
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "index", "status", "attempts", "item", "input", "output", "error", "queued_at", "started_at",
+            "finished_at", "next_retry_at",
+        ]  # fmt: skip
+
+
+class RunOutput(serializers.ModelSerializer):
+    workflow = serializers.CharField(source="workflow.slug")
+    version = serializers.IntegerField(source="version.number")
+    duration = serializers.SerializerMethodField(help_text="Seconds from start to finish; null until it finishes.")
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "workflow", "version", "status", "input", "output", "error", "started_by", "idempotency_key",
+            "created_at", "started_at", "finished_at", "duration",
+        ]  # fmt: skip
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_duration(self, run: Run) -> float | None:
+        if run.started_at is None or run.finished_at is None:
+            return None
+        return round((run.finished_at - run.started_at).total_seconds(), 3)
+
+
+class RunDetailOutput(RunOutput):
+    steps = StepOutput(many=True, source="step_list")
+
+    class Meta(RunOutput.Meta):
+        fields = [*RunOutput.Meta.fields, "steps"]
+
+
+class BlankAsNullCharField(serializers.CharField):
+    def to_representation(self, value):
+        return value or None
+
+
+class EventOutput(serializers.ModelSerializer):
+    type = serializers.CharField(source="kind")
+    step = BlankAsNullCharField(source="step_id", allow_null=True, help_text="Null for run events.")
+    branch = serializers.IntegerField(source="branch_index", allow_null=True)
+    at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = RunEvent
+        fields = ["id", "type", "step", "branch", "message", "data", "at"]

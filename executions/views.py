@@ -1,0 +1,158 @@
+"""REST endpoints for runs: start, list, read, steps' branches, events, cancel, retry."""
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+
+from config.rest import ErrorSerializer, InOrderPagination, NewestFirstPagination
+from executions import selectors
+from executions.models import Run
+from executions.serializers import (
+    BranchOutput,
+    EventOutput,
+    RunDetailOutput,
+    RunFilterInput,
+    RunOutput,
+    RunStartInput,
+)
+from executions.services import run_cancel, run_retry, run_start
+from workflows.views import get_workflow
+
+VIEW, START = ["executions.view_run"], ["executions.add_run"]
+
+
+def errors(*codes: int) -> dict:
+    described = {
+        400: "Bad input: every problem with its place.",
+        401: "No credentials, or wrong ones.",
+        403: "Missing permission.",
+        404: "No such run, workflow or step.",
+        409: "The run's state does not allow this.",
+        413: "Body over the size limit.",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+
+
+def get_run(run_id: str) -> Run:
+    run = selectors.run_get(run_id)
+    if run is None:
+        raise NotFound(f"no run with id {run_id!r}" + ("" if selectors.parse_run_id(run_id) else " (not a UUID)"))
+    return run
+
+
+def by(request) -> str:
+    return f"user:{request.user.get_username()}"
+
+
+def detail(run: Run) -> dict:
+    run.step_list = selectors.run_steps(run)
+    return RunDetailOutput(run).data
+
+
+class RunStartView(GenericAPIView):
+    required_permissions = {"POST": START}
+    serializer_class = RunStartInput
+
+    @extend_schema(
+        request=RunStartInput,
+        responses={201: RunDetailOutput, 200: RunDetailOutput, **errors(400, 401, 403, 404, 409, 413)},
+        description="201 with a new run; 200 with the existing run when the idempotency key was used before.",
+        operation_id="runs_start",
+    )
+    def post(self, request, slug: str):
+        workflow = get_workflow(slug)
+        body = RunStartInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        run, created = run_start(
+            workflow=workflow,
+            input=body.validated_data["input"],
+            idempotency_key=body.validated_data.get("idempotency_key"),
+            started_by=by(request),
+            created_by=request.user,
+        )
+        return Response(detail(get_run(str(run.pk))), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class RunListView(GenericAPIView):
+    required_permissions = {"GET": VIEW}
+    pagination_class = NewestFirstPagination
+    serializer_class = RunOutput
+
+    @extend_schema(
+        parameters=[RunFilterInput, OpenApiParameter("page_size", int, description="Up to 500.")],
+        responses={200: RunOutput(many=True), **errors(400, 401, 403)},
+        operation_id="runs_list",
+    )
+    def get(self, request):
+        filters = RunFilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.run_list(**filters.validated_data))
+        return self.get_paginated_response(RunOutput(page, many=True).data)
+
+
+class RunDetailView(GenericAPIView):
+    required_permissions = {"GET": VIEW}
+    serializer_class = RunDetailOutput
+
+    @extend_schema(responses={200: RunDetailOutput, **errors(401, 403, 404)}, operation_id="runs_read")
+    def get(self, request, run_id: str):
+        return Response(detail(get_run(run_id)))
+
+
+class RunBranchesView(GenericAPIView):
+    required_permissions = {"GET": VIEW}
+    pagination_class = InOrderPagination
+    serializer_class = BranchOutput
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page_size", int, description="Up to 1000.")],
+        responses={200: BranchOutput(many=True), **errors(400, 401, 403, 404)},
+        operation_id="runs_step_branches",
+    )
+    def get(self, request, run_id: str, step_id: str):
+        run = get_run(run_id)
+        if step_id not in {s["id"] for s in run.version.definition.get("steps", []) if isinstance(s, dict)}:
+            raise NotFound(f"run {run.pk} has no step {step_id!r}")
+        page = self.paginate_queryset(selectors.step_branches(run, step_id))
+        return self.get_paginated_response(BranchOutput(page, many=True).data)
+
+
+class RunEventsView(GenericAPIView):
+    required_permissions = {"GET": VIEW}
+    pagination_class = InOrderPagination
+    serializer_class = EventOutput
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page_size", int, description="Up to 1000.")],
+        responses={200: EventOutput(many=True), **errors(400, 401, 403, 404)},
+        operation_id="runs_events",
+    )
+    def get(self, request, run_id: str):
+        page = self.paginate_queryset(selectors.run_events(get_run(run_id)))
+        return self.get_paginated_response(EventOutput(page, many=True).data)
+
+
+class RunCancelView(GenericAPIView):
+    required_permissions = {"POST": ["executions.cancel_run"]}
+    serializer_class = RunDetailOutput
+
+    @extend_schema(
+        request=None, responses={202: RunDetailOutput, **errors(401, 403, 404, 409)}, operation_id="runs_cancel"
+    )
+    def post(self, request, run_id: str):
+        run = run_cancel(run_id=get_run(run_id).pk, by=by(request))
+        return Response(detail(get_run(str(run.pk))), status=status.HTTP_202_ACCEPTED)
+
+
+class RunRetryView(GenericAPIView):
+    required_permissions = {"POST": ["executions.retry_run"]}
+    serializer_class = RunDetailOutput
+
+    @extend_schema(
+        request=None, responses={202: RunDetailOutput, **errors(401, 403, 404, 409)}, operation_id="runs_retry"
+    )
+    def post(self, request, run_id: str):
+        run = run_retry(run_id=get_run(run_id).pk, by=by(request))
+        return Response(detail(get_run(str(run.pk))), status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,129 @@
+"""The admin: every page loads, edits validate as the API does, start/cancel/retry work."""
+
+import pytest
+import yaml
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from executions.models import Run, StepRun
+from executions.services import run_start
+from executions.states import RunStatus
+from tests.support.runs import steps, workflow
+from workflows.models import Workflow
+
+pytestmark = pytest.mark.django_db
+NOWHERE = {"queue": "nobody-reads-this"}
+
+
+@pytest.fixture
+def wf():
+    return workflow(
+        steps(
+            {"id": "a", "action": "echo"},
+            {"id": "m", "action": "echo", "depends_on": ["a"], "for_each": "{{ input.xs }}"},
+            defaults=NOWHERE,
+            input_schema={"type": "object", "required": ["xs"]},
+        ),
+        slug="adm",
+    )
+
+
+def test_every_page_loads(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    step = StepRun.objects.filter(run=run).first()
+    version = wf.versions.get()
+    for url in [
+        reverse("admin:workflows_workflow_changelist"),
+        reverse("admin:workflows_workflow_add"),
+        reverse("admin:workflows_workflow_change", args=[wf.pk]),
+        reverse("admin:workflows_workflow_start", args=[wf.pk]),
+        reverse("admin:workflows_workflowversion_changelist"),
+        reverse("admin:workflows_workflowversion_change", args=[version.pk]),
+        reverse("admin:executions_run_changelist"),
+        reverse("admin:executions_run_changelist") + "?status__exact=running",
+        reverse("admin:executions_run_changelist") + f"?q={run.pk}",
+        reverse("admin:executions_run_changelist") + "?q=not-an-id",
+        reverse("admin:executions_run_change", args=[run.pk]),
+        reverse("admin:executions_steprun_changelist") + "?status__exact=queued&step_id=a",
+        reverse("admin:executions_steprun_change", args=[step.pk]),
+    ]:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+
+
+def test_run_pages_do_not_query_per_row(admin_client, wf):
+    run_start(workflow=wf, input={"xs": [1]})
+    url = reverse("admin:executions_run_changelist")
+    with CaptureQueriesContext(connection) as one:
+        admin_client.get(url)
+    for _ in range(5):
+        run_start(workflow=wf, input={"xs": [1]})
+    with CaptureQueriesContext(connection) as six:
+        admin_client.get(url)
+    assert len(one) == len(six)
+    steps_url = reverse("admin:executions_steprun_changelist")
+    with CaptureQueriesContext(connection) as step_list:
+        admin_client.get(steps_url)
+    assert len(step_list) < 15
+
+
+def test_editing_a_definition_validates_like_the_api_and_makes_versions(admin_client, wf):
+    url = reverse("admin:workflows_workflow_change", args=[wf.pk])
+    bad = admin_client.post(
+        url, {"active": "on", "definition": "name: x\nsteps:\n  - id: a\n    action: nope\n", **inline_management()}
+    )
+    assert bad.status_code == 200
+    assert "steps[0].action: unknown action &#x27;nope&#x27;" in bad.content.decode()
+    assert wf.versions.count() == 1
+    good = yaml.safe_dump(steps({"id": "b", "action": "echo"}))
+    saved = admin_client.post(url, {"active": "on", "definition": good, **inline_management()})
+    assert saved.status_code == 302
+    assert wf.versions.count() == 2
+
+
+def test_adding_a_workflow(admin_client):
+    definition = yaml.safe_dump(steps({"id": "a", "action": "echo"}, name="Added"))
+    response = admin_client.post(
+        reverse("admin:workflows_workflow_add"),
+        {"slug": "added", "active": "on", "definition": definition, **inline_management()},
+    )
+    assert response.status_code == 302
+    assert Workflow.objects.get(slug="added").name == "Added"
+
+
+def test_start_cancel_and_retry_from_the_admin(admin_client, wf):
+    start = reverse("admin:workflows_workflow_start", args=[wf.pk])
+    refused = admin_client.post(start, {"input": '{"ys": 1}'})
+    assert "input: &#x27;xs&#x27; is a required property" in refused.content.decode()
+    assert admin_client.post(start, {"input": "{not json"}).status_code == 200
+    assert not Run.objects.exists()
+    started = admin_client.post(start, {"input": '{"xs": [1, 2]}'})
+    run = Run.objects.get()
+    assert started.status_code == 302 and started.url == reverse("admin:executions_run_change", args=[run.pk])
+
+    changelist = reverse("admin:executions_run_changelist")
+    admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk]})
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    response = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk]}, follow=True)
+    assert "only pending, running or waiting runs can be cancelled" in response.content.decode()
+    admin_client.post(changelist, {"action": "retry_runs", "_selected_action": [run.pk]})
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_status_cannot_be_edited_by_hand(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    page = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    assert 'name="status"' not in page
+    assert admin_client.get(reverse("admin:executions_run_add")).status_code == 403
+
+
+def inline_management() -> dict:
+    return {
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+        "versions-MIN_NUM_FORMS": "0",
+        "versions-MAX_NUM_FORMS": "1000",
+    }

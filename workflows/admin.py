@@ -1,0 +1,187 @@
+"""Admin for workflows: edit a definition (validated as the API does), see versions, start a run."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from executions.exceptions import RunNotAllowedError
+from executions.services import run_start
+from workflows.definition import parse_definition
+from workflows.exceptions import DefinitionError, InputValidationError
+from workflows.models import Workflow, WorkflowVersion
+from workflows.selectors import workflow_list
+from workflows.services import workflow_save
+
+
+def pretty(value) -> str:
+    return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", json.dumps(value, indent=2))
+
+
+def problems_error(exc: DefinitionError | InputValidationError) -> ValidationError:
+    return ValidationError([str(problem) for problem in exc.problems])
+
+
+class WorkflowForm(forms.ModelForm):
+    definition = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 30, "cols": 100, "style": "font-family: monospace"}),
+        help_text="YAML or JSON. Saving a changed definition makes a new version; runs keep theirs.",
+    )
+
+    class Meta:
+        model = Workflow
+        fields = ["slug", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True
+            latest = self.instance.latest_version()
+            if latest is not None:
+                self.initial["definition"] = yaml.safe_dump(latest.definition, sort_keys=False, allow_unicode=True)
+
+    def clean_definition(self):
+        try:
+            definition = yaml.safe_load(self.cleaned_data["definition"])
+        except yaml.YAMLError as exc:
+            raise ValidationError(f"not valid YAML or JSON: {exc}") from None
+        try:
+            parse_definition(definition)
+        except DefinitionError as exc:
+            raise problems_error(exc) from None
+        return definition
+
+
+class VersionInline(admin.TabularInline):
+    model = WorkflowVersion
+    fields = ["number", "created_at", "created_by", "content_hash"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class StartRunForm(forms.Form):
+    input = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "style": "font-family: monospace"}),
+        initial="{}",
+        help_text="The run's input as JSON; it is checked against the workflow's input_schema.",
+    )
+    idempotency_key = forms.CharField(required=False, max_length=200)
+
+    def clean_input(self):
+        try:
+            return json.loads(self.cleaned_data["input"])
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"not valid JSON: {exc}") from None
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    form = WorkflowForm
+    list_display = ["slug", "name", "active", "current_version", "updated_at", "start_link"]
+    list_filter = ["active"]
+    search_fields = ["slug", "name"]
+    readonly_fields = ["name", "description", "current_definition"]
+    inlines = [VersionInline]
+    actions = ["start_run"]
+
+    def get_queryset(self, request):
+        return workflow_list()
+
+    @admin.display(description="version")
+    def current_version(self, obj: Workflow):
+        versions = getattr(obj, "current_versions", None)
+        return versions[0].number if versions else None
+
+    @admin.display(description="current definition")
+    def current_definition(self, obj: Workflow):
+        latest = obj.latest_version() if obj.pk else None
+        return pretty(latest.definition) if latest else "-"
+
+    @admin.display(description="")
+    def start_link(self, obj: Workflow):
+        return format_html('<a href="{}">Start a run</a>', reverse("admin:workflows_workflow_start", args=[obj.pk]))
+
+    def save_model(self, request, obj, form, change):
+        saved, version, created = workflow_save(
+            slug=obj.slug, definition=form.cleaned_data["definition"], created_by=request.user
+        )
+        if saved.active != obj.active:
+            Workflow.objects.filter(pk=saved.pk).update(active=obj.active)
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+        state = f"version {version.number} saved" if created else f"unchanged, still version {version.number}"
+        messages.info(request, f"{saved.slug}: {state}")
+
+    def get_urls(self):
+        start = self.admin_site.admin_view(self.start_view)
+        return [path("<int:pk>/start/", start, name="workflows_workflow_start"), *super().get_urls()]
+
+    @admin.action(description="Start a run of the selected workflow")
+    def start_run(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one workflow to start a run of.", messages.WARNING)
+            return None
+        return redirect("admin:workflows_workflow_start", queryset.get().pk)
+
+    def start_view(self, request, pk: int):
+        if not request.user.has_perm("executions.add_run"):
+            self.message_user(request, "You need the permission to add runs.", messages.ERROR)
+            return redirect("admin:workflows_workflow_changelist")
+        workflow = get_object_or_404(Workflow, pk=pk)
+        form = StartRunForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                run, created = run_start(
+                    workflow=workflow,
+                    input=form.cleaned_data["input"],
+                    idempotency_key=form.cleaned_data["idempotency_key"] or None,
+                    started_by=f"user:{request.user.get_username()}",
+                    created_by=request.user,
+                )
+            except InputValidationError as exc:
+                form.add_error("input", problems_error(exc))
+            except RunNotAllowedError as exc:
+                form.add_error(None, str(exc))
+            else:
+                note = "started" if created else "already exists for that idempotency key"
+                self.message_user(request, f"Run {run.pk} {note}.", messages.SUCCESS)
+                return redirect("admin:executions_run_change", run.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "workflow": workflow,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        context["title"] = f"Start a run of {workflow.slug}"
+        return render(request, "admin/workflows/start_run.html", context)
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(admin.ModelAdmin):
+    list_display = ["workflow", "number", "created_at", "created_by"]
+    list_select_related = ["workflow", "created_by"]
+    list_filter = ["workflow"]
+    readonly_fields = ["workflow", "number", "content_hash", "created_at", "created_by", "definition_pretty"]
+    exclude = ["definition"]
+
+    @admin.display(description="definition")
+    def definition_pretty(self, obj):
+        return pretty(obj.definition)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # versions are immutable
