@@ -1,5 +1,7 @@
 """The admin: every page loads, edits validate as the API does, start/cancel/retry work."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import yaml
 from django.db import connection
@@ -127,3 +129,18 @@ def inline_management() -> dict:
         "versions-MIN_NUM_FORMS": "0",
         "versions-MAX_NUM_FORMS": "1000",
     }
+
+
+def test_the_date_hierarchy_lists_days_between_the_first_and_last_run(admin_client, wf):
+    first, _ = run_start(workflow=wf, input={"xs": [1]})
+    last, _ = run_start(workflow=wf, input={"xs": [1]})
+    start = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    Run.objects.filter(pk=first.pk).update(created_at=start)
+    Run.objects.filter(pk=last.pk).update(created_at=start + timedelta(days=3))
+    changelist = reverse("admin:executions_run_changelist")
+    page = admin_client.get(changelist).content.decode()  # one month: Django drills down to days
+    for day in ("March 10", "March 11", "March 12", "March 13"):
+        assert day in page
+    day = admin_client.get(changelist + "?created_at__year=2026&created_at__month=3&created_at__day=13")
+    assert day.status_code == 200 and str(last.pk)[:8] in day.content.decode()
+    assert str(first.pk)[:8] not in day.content.decode()
