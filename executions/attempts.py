@@ -156,27 +156,28 @@ def attempt_failed(*, row: StepRun, step: StepSpec, failure: Failure) -> float |
 
 def step_fail(*, row: StepRun, step: StepSpec, failure: Failure) -> None:
     """The step (or branch) has failed for good; its on_failure decides what the run does."""
-    message = f"{failure.type}: {failure.message}"
+    error = error_dict(step=row.step_id, branch=row.branch_index, error_type=failure.type, message=failure.message)
     with transaction.atomic(), events.event_batch():
-        if not set_step(
-            row.pk,
-            S.FAILED,
-            finished_at=timezone.now(),
-            error_type=failure.type,
-            error_message=failure.message,
-            error_traceback=failure.traceback,
-            next_retry_at=None,
-        ):
+        if row.parent_id is None:
+            services.step_give_up(
+                run_id=row.run_id,
+                step=step,
+                step_run_id=row.pk,
+                error=error,
+                traceback=failure.traceback,
+                attempt=row.attempts,
+            )
+            return
+        fields = {"error_type": failure.type, "error_message": failure.message, "error_traceback": failure.traceback}
+        if not set_step(row.pk, S.FAILED, finished_at=timezone.now(), next_retry_at=None, **fields):
             return
         events.record(
             row.run_id, "step.failed", step=row.step_id, branch=row.branch_index, status=S.FAILED,
-            attempt=row.attempts, message=message,
+            attempt=row.attempts, message=f"{failure.type}: {failure.message}",
         )  # fmt: skip
-        error = error_dict(step=row.step_id, branch=row.branch_index, error_type=failure.type, message=failure.message)
-        if row.parent_id is not None:
-            StepRun.objects.filter(pk=row.parent_id).update(branches_done=F("branches_done") + 1)
-            if not _fail_parent(row, failure):
-                return
+        StepRun.objects.filter(pk=row.parent_id).update(branches_done=F("branches_done") + 1)
+        if not _fail_parent(row, failure):
+            return
         if step.continues_on_failure:
             services.advance_locked(row.run_id)
         else:

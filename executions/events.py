@@ -73,6 +73,7 @@ def _save(events: list[RunEvent]) -> None:
 
 def payload(event: RunEvent) -> dict:
     body = {
+        "id": event.pk,  # order and de-duplicate by it: publishes from several processes may interleave
         "type": event.kind,
         "run": str(event.run_id),
         "step": event.step_id or None,

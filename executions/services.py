@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from executions import events, planning
+from executions import events, planning, step_types
 from executions.dispatch import DispatchPlan, new_task_id, revoke_on_commit, step_signature
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
 from executions.models import Run, StepRun
@@ -30,7 +30,7 @@ from workflows.definition import validate_input
 from workflows.exceptions import ExpressionError
 from workflows.models import Workflow
 from workflows.services import version_spec
-from workflows.spec import StepSpec, WorkflowSpec
+from workflows.spec import ON_FAILURE_ESCALATE, STEP_TYPE_ACTION, StepSpec, WorkflowSpec
 
 S, R = StepStatus, RunStatus
 TOP_LEVEL_FIELDS = ("id", "step_id", "status", "attempts", "run_id")
@@ -188,6 +188,12 @@ def _start_step(run: Run, step: StepSpec, row: StepRun, context: dict, plan: Dis
     except ExpressionError as exc:
         return _fail_unstarted(run, step, row, context, str(exc))
 
+    if step.type != STEP_TYPE_ACTION:  # e.g. an approval: waits in the database, holds no worker
+        if set_step(row.pk, S.WAITING, input=params, queued_at=now, started_at=now):
+            events.record(run.pk, "step.waiting", step=step.id, status=S.WAITING)
+            step_types.handler_for(step.type)(run=run, step=step, step_run_id=row.pk, params=params)
+        row.status = S.WAITING
+        return True
     if step.for_each is None:
         attempt = row.attempts + 1
         task_id = new_task_id()
@@ -266,7 +272,8 @@ def _settle(run: Run, spec: WorkflowSpec, rows: dict[str, StepRun], context: dic
         if _set_run(run.pk, R.WAITING):
             events.record(run.pk, "run.waiting", status=R.WAITING)
     elif run.status == R.WAITING and set(statuses.values()) & STEP_IN_FLIGHT:
-        _set_run(run.pk, R.RUNNING)
+        if _set_run(run.pk, R.RUNNING):
+            events.record(run.pk, "run.started", status=R.RUNNING, resumed=True)
 
 
 # --- failure, cancel, retry -----------------------------------------------------------------------
@@ -350,3 +357,101 @@ def run_retry(*, run_id: Any, by: str = "") -> Run:
         _advance(run, spec)
     run.refresh_from_db()
     return run
+
+
+# --- steps that finish outside a task (approvals, escalations) ------------------------------------
+def step_give_up(
+    *,
+    run_id: Any,
+    step: StepSpec,
+    step_run_id: int,
+    error: dict,
+    traceback: str = "",
+    queryset: QuerySet | None = None,
+    allow_escalation: bool = True,
+    attempt: int | None = None,
+) -> bool:
+    """Record that a step failed for good, then do what its on_failure says: escalate, go on, or fail the run.
+
+    Inside a transaction and an event batch. Escalation needs a handler (the approvals app): the
+    step then waits for an operator instead of failing. False when the step was not in a state to fail.
+    """
+    rows = queryset if queryset is not None else StepRun.objects.filter(pk=step_run_id)
+    fields = {"error_type": error["type"], "error_message": error["message"], "error_traceback": traceback}
+    message = f"{error['type']}: {error['message']}"
+    escalate = step_types.escalation_handler() if allow_escalation and step.on_failure == ON_FAILURE_ESCALATE else None
+    if escalate is not None:
+        if not set_steps(rows, S.WAITING, next_retry_at=None, **fields):
+            return False
+        events.record(run_id, "step.waiting", step=step.id, status=S.WAITING, message=f"escalated: {message}")
+        escalate(run_id=run_id, step=step, step_run_id=step_run_id, error_type=error["type"], message=error["message"])
+        advance_locked(run_id)
+        return True
+    if not set_steps(rows, S.FAILED, finished_at=timezone.now(), next_retry_at=None, **fields):
+        return False
+    events.record(run_id, "step.failed", step=step.id, status=S.FAILED, attempt=attempt, message=message)
+    if step.continues_on_failure:
+        advance_locked(run_id)
+    else:
+        run = _lock_run(run_id)
+        if run is not None:
+            _fail_run(run, error)
+    return True
+
+
+def step_resolve(
+    *,
+    step_run_id: int,
+    outcome: str,
+    output: Any = None,
+    error_type: str = "",
+    message: str = "",
+    by: str = "",
+    escalate: bool = True,
+) -> bool:
+    """Finish a `waiting` step from outside: succeed, fail, skip, or retry with fresh attempts.
+
+    A failure escalates when the step says so and `escalate` is true (not for an operator's own "fail").
+
+    False when the step is no longer waiting (the run was cancelled, or another decision won).
+    """
+    with transaction.atomic(), events.event_batch():
+        row = StepRun.objects.select_related("run__version").filter(pk=step_run_id).first()
+        if row is None:
+            return False
+        waiting = StepRun.objects.filter(pk=step_run_id, status=S.WAITING)
+        step = version_spec(row.run.version).step(row.step_id)
+        now = timezone.now()
+        run_id = row.run_id
+        if outcome == "succeed":
+            if not set_steps(waiting, S.SUCCEEDED, output=output, finished_at=now, error_type="", error_message=""):
+                return False
+            events.record(run_id, "step.succeeded", step=step.id, status=S.SUCCEEDED, by=by)
+            advance_locked(run_id)
+        elif outcome == "skip":
+            if not set_steps(waiting, S.SKIPPED, finished_at=now):
+                return False
+            events.record(run_id, "step.skipped", step=step.id, status=S.SKIPPED, message=message, by=by)
+            advance_locked(run_id)
+        elif outcome == "fail":
+            error = error_dict(step=step.id, branch=None, error_type=error_type, message=message)
+            given_up = step_give_up(
+                run_id=run_id, step=step, step_run_id=row.pk, error=error, queryset=waiting, allow_escalation=escalate
+            )
+            if not given_up:
+                return False
+        elif outcome == "retry":
+            task_id = new_task_id()
+            attempt = row.attempts + 1
+            if not set_steps(
+                waiting, S.QUEUED, attempt_base=F("attempts"), queued_at=now, task_id=task_id, finished_at=None
+            ):
+                return False
+            events.record(run_id, "step.queued", step=step.id, status=S.QUEUED, attempt=attempt, by=by)
+            plan = DispatchPlan(run_id=str(run_id))
+            plan.add_step(step_run_id=row.pk, attempt=attempt, step=step, task_id=task_id)
+            plan.send_on_commit()
+            advance_locked(run_id)
+        else:
+            raise ValueError(f"unknown outcome {outcome!r}: succeed, fail, skip or retry")
+    return True

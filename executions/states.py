@@ -33,10 +33,10 @@ S, R = StepStatus, RunStatus
 STEP_SOURCES: dict[StepStatus, frozenset[StepStatus]] = {
     # Only a run retry moves finished steps back: the failed ones and everything downstream of them.
     S.PENDING: frozenset({S.FAILED, S.CANCELLED, S.SKIPPED, S.SUCCEEDED}),
-    S.QUEUED: frozenset({S.PENDING, S.QUEUED, S.RETRYING}),  # RETRYING: a parked retry is due
+    S.QUEUED: frozenset({S.PENDING, S.QUEUED, S.RETRYING, S.WAITING}),  # WAITING: an operator's retry
     S.RUNNING: frozenset({S.PENDING, S.QUEUED, S.RETRYING}),  # PENDING: a for_each parent
     S.RETRYING: frozenset({S.RUNNING}),
-    S.WAITING: frozenset({S.PENDING, S.QUEUED, S.RUNNING}),
+    S.WAITING: frozenset({S.PENDING, S.QUEUED, S.RUNNING, S.RETRYING}),
     S.SUCCEEDED: frozenset({S.PENDING, S.RUNNING, S.WAITING}),  # PENDING: an empty for_each
     S.FAILED: frozenset({S.PENDING, S.QUEUED, S.RUNNING, S.RETRYING, S.WAITING}),
     S.SKIPPED: frozenset({S.PENDING, S.WAITING}),

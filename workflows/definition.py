@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -14,7 +15,9 @@ from workflows.spec import (
     DEFAULT_QUEUE,
     DEFAULT_TIMEOUT_SECONDS,
     ON_FAILURE_CHOICES,
+    ON_FAILURE_ESCALATE,
     ON_FAILURE_FAIL_RUN,
+    STEP_TYPE_ACTION,
     RetryPolicy,
     StepSpec,
     WorkflowSpec,
@@ -22,14 +25,42 @@ from workflows.spec import (
 
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-TOP_KEYS = {"name", "description", "input_schema", "defaults", "steps", "output"}
+TOP_KEYS = {"name", "description", "input_schema", "defaults", "steps", "output", "escalate_to"}
 DEFAULT_KEYS = {"retry", "timeout", "queue", "on_failure"}
-STEP_KEYS = {"id", "description", "action", "depends_on", "params", "when", "for_each", *DEFAULT_KEYS}
+STEP_KEYS = {"id", "description", "type", "action", "depends_on", "params", "when", "for_each", *DEFAULT_KEYS}
 RETRY_KEYS = {"max_attempts", "backoff", "backoff_max", "jitter"}
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_SECONDS = 24 * 3600
 RUN_NAMES = {"input", "steps", "run"}
 BRANCH_NAMES = {"item", "index"}
+
+
+# Step types other than "action", registered by the apps that run them (approvals registers
+# "approval"): the name maps to a function that checks the step's params, returning its problems.
+StepParamsValidator = Callable[[Any, str], list[Problem]]
+_step_types: dict[str, StepParamsValidator] = {}
+
+
+def register_step_type(name: str, validate_params: StepParamsValidator) -> None:
+    _step_types[name] = validate_params
+
+
+def people_problems(value: Any, path: str) -> list[Problem]:
+    """Check a {"users": [...], "groups": [...]} object naming at least one user or group."""
+    if not isinstance(value, dict):
+        return [Problem(path, 'must be an object like {"users": ["alice"], "groups": ["finance"]}')]
+    problems = [
+        Problem(f"{path}.{key}", "unknown key (allowed: groups, users)")
+        for key in value
+        if key not in {"users", "groups"}
+    ]
+    for key in ("users", "groups"):
+        names = value.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+            problems.append(Problem(f"{path}.{key}", "must be a list of names"))
+    if not problems and not (value.get("users") or value.get("groups")):
+        problems.append(Problem(path, "must name at least one user or group"))
+    return problems
 
 
 def _is_number(value: Any) -> bool:
@@ -181,12 +212,26 @@ class _Validator:
                 self.problem(f"{path}.id", f"duplicate id {step_id!r} (first at {paths[step_id]})")
             else:
                 paths[step_id] = path
+            step_type = raw.get("type", STEP_TYPE_ACTION)
             action_name = raw.get("action")
-            if not isinstance(action_name, str) or not action_name:
-                self.problem(f"{path}.action", "is required: the name of a registered action")
-            elif not actions.is_registered(action_name):
-                known = ", ".join(actions.registered_actions())
-                self.problem(f"{path}.action", f"unknown action {action_name!r} (registered: {known})")
+            if step_type == STEP_TYPE_ACTION:
+                if not isinstance(action_name, str) or not action_name:
+                    self.problem(f"{path}.action", "is required: the name of a registered action")
+                elif not actions.is_registered(action_name):
+                    known = ", ".join(actions.registered_actions())
+                    self.problem(f"{path}.action", f"unknown action {action_name!r} (registered: {known})")
+            elif step_type in _step_types:
+                for key in ("action", "for_each"):
+                    if key in raw:
+                        self.problem(f"{path}.{key}", f"a step of type {step_type!r} takes no {key}")
+                self.problems.extend(_step_types[step_type](raw.get("params", {}), f"{path}.params"))
+            else:
+                known = ", ".join(sorted({STEP_TYPE_ACTION, *_step_types}))
+                self.problem(f"{path}.type", f"unknown step type {step_type!r} (known: {known})")
+            if raw.get("on_failure") == ON_FAILURE_ESCALATE and "for_each" in raw:
+                self.problem(
+                    f"{path}.on_failure", "escalate is not supported on a for_each step: use continue or fail_run"
+                )
             depends_on = raw.get("depends_on", [])
             if not isinstance(depends_on, list) or not all(isinstance(dep, str) for dep in depends_on):
                 self.problem(f"{path}.depends_on", "must be a list of step ids")
@@ -197,6 +242,7 @@ class _Validator:
             steps.append(
                 StepSpec(
                     id=step_id,
+                    type=step_type if isinstance(step_type, str) else STEP_TYPE_ACTION,
                     action=action_name if isinstance(action_name, str) else "",
                     depends_on=tuple(depends_on),
                     params=raw.get("params", {}),
@@ -211,10 +257,18 @@ class _Validator:
 
         self.check_graph(steps, paths)
         self.output_expression(d.get("output"), set(paths))
+        escalate_to = d.get("escalate_to")
+        if escalate_to is not None:
+            self.problems.extend(people_problems(escalate_to, "escalate_to"))
         if self.problems:
             raise DefinitionError(self.problems)
         return WorkflowSpec(
-            name=name, description=description, input_schema=input_schema, steps=tuple(steps), output=d.get("output")
+            name=name,
+            description=description,
+            input_schema=input_schema,
+            steps=tuple(steps),
+            output=d.get("output"),
+            escalate_to=escalate_to,
         )
 
     def check_graph(self, steps: list[StepSpec], paths: dict[str, str]) -> None:

@@ -9,7 +9,9 @@ from typing import Any
 
 ON_FAILURE_FAIL_RUN = "fail_run"
 ON_FAILURE_CONTINUE = "continue"
-ON_FAILURE_CHOICES = (ON_FAILURE_FAIL_RUN, ON_FAILURE_CONTINUE)
+ON_FAILURE_ESCALATE = "escalate"  # an operator decides: retry, skip or fail (the approvals app)
+ON_FAILURE_CHOICES = (ON_FAILURE_FAIL_RUN, ON_FAILURE_CONTINUE, ON_FAILURE_ESCALATE)
+STEP_TYPE_ACTION = "action"
 
 DEFAULT_TIMEOUT_SECONDS = 300
 DEFAULT_QUEUE = "default"
@@ -36,6 +38,7 @@ class RetryPolicy:
 class StepSpec:
     id: str
     action: str
+    type: str = STEP_TYPE_ACTION  # another type (e.g. "approval") is handled by the app that registers it
     depends_on: tuple[str, ...] = ()
     params: Any = field(default_factory=dict)
     when: str | None = None
@@ -57,6 +60,7 @@ class WorkflowSpec:
     description: str = ""
     input_schema: dict | None = None
     output: Any = None
+    escalate_to: dict | None = None  # {"users": [...], "groups": [...]}: who resolves escalations
 
     def step(self, step_id: str) -> StepSpec:
         return self.steps_by_id[step_id]

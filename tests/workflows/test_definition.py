@@ -64,7 +64,7 @@ def test_every_problem_is_reported_at_once_with_its_place():
     assert found["steps[2].unknown"].startswith("unknown key")
     assert found["steps[3].id"] == "duplicate id 'a' (first at steps[0])"
     assert found["steps[4].id"].startswith("is required: lowercase letters")
-    assert found["steps[4].on_failure"] == "must be one of: fail_run, continue"
+    assert found["steps[4].on_failure"] == "must be one of: fail_run, continue, escalate"
     cycle = next(message for message in found.values() if message.startswith("dependency cycle"))
     assert cycle in (
         "dependency cycle: a -> c -> b -> a",
