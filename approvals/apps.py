@@ -1,4 +1,4 @@
-"""App config for human approvals."""
+"""App config for human approvals: plugs the approval step and escalations into the engine."""
 
 from django.apps import AppConfig
 
@@ -6,3 +6,13 @@ from django.apps import AppConfig
 class ApprovalsConfig(AppConfig):
     name = "approvals"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from approvals.definition import validate_approval_params
+        from approvals.services import approval_request, escalation_request
+        from executions import step_types
+        from workflows.definition import register_step_type
+
+        register_step_type("approval", validate_approval_params)
+        step_types.register("approval", approval_request)
+        step_types.register_escalation(escalation_request)

@@ -3,6 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from approvals import views as approvals
 from executions import views as runs
 from workflows import views as workflows
 
@@ -26,6 +27,11 @@ urlpatterns = [
     path("runs/<str:run_id>/steps/<str:step_id>/branches/", runs.RunBranchesView.as_view(), name="run-branches"),
     path("runs/<str:run_id>/cancel/", runs.RunCancelView.as_view(), name="run-cancel"),
     path("runs/<str:run_id>/retry/", runs.RunRetryView.as_view(), name="run-retry"),
+    path("approvals/", approvals.ApprovalListView.as_view(), name="approval-list"),
+    path("approvals/<int:approval_id>/", approvals.ApprovalDetailView.as_view(), name="approval-detail"),
+    path("approvals/<int:approval_id>/approve/", approvals.ApproveView.as_view(), name="approval-approve"),
+    path("approvals/<int:approval_id>/reject/", approvals.RejectView.as_view(), name="approval-reject"),
+    path("approvals/<int:approval_id>/resolve/", approvals.ResolveView.as_view(), name="approval-resolve"),
     path("schema/", PublicSchemaView.as_view(), name="schema"),
     path("docs/", PublicDocsView.as_view(url_name="schema"), name="docs"),
 ]

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -120,6 +120,11 @@ class HasModelPermissions(BasePermission):
             return True
         self.message = f"you need the permission(s): {', '.join(required)}"
         return False
+
+
+class ListPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
 
 
 class _CursorPagination(CursorPagination):

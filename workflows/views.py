@@ -5,10 +5,9 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from config.rest import Conflict, ErrorSerializer
+from config.rest import Conflict, ErrorSerializer, ListPagination
 from workflows import selectors
 from workflows.models import Workflow
 from workflows.serializers import VersionOutput, WorkflowCreateInput, WorkflowOutput, WorkflowUpdateInput
@@ -33,7 +32,7 @@ def get_workflow(slug: str) -> Workflow:
 
 class WorkflowListView(GenericAPIView):
     required_permissions = {"GET": ["workflows.view_workflow"], "POST": ["workflows.add_workflow"]}
-    pagination_class = LimitOffsetPagination
+    pagination_class = ListPagination
     serializer_class = WorkflowOutput
 
     def get_queryset(self):
@@ -82,7 +81,7 @@ class WorkflowDetailView(GenericAPIView):
 
 class WorkflowVersionsView(GenericAPIView):
     required_permissions = {"GET": ["workflows.view_workflow"]}
-    pagination_class = LimitOffsetPagination
+    pagination_class = ListPagination
     serializer_class = VersionOutput
 
     @extend_schema(responses={200: VersionOutput(many=True), **ERRORS}, operation_id="workflows_versions")

@@ -205,7 +205,11 @@ CHORDFLOW_STALL_AFTER = env_int("CHORDFLOW_STALL_AFTER", 30)
 CHORDFLOW_BROADCAST_EVENTS = env_bool("CHORDFLOW_BROADCAST_EVENTS", True)
 CELERY_BEAT_SCHEDULE = {
     "chordflow-sweep": {"task": "executions.sweep", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
+    "chordflow-approvals-expire": {"task": "approvals.expire", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
 }
+# Links in approval emails point here.
+CHORDFLOW_BASE_URL = env_str("CHORDFLOW_BASE_URL", "http://127.0.0.1:8000")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chordflow@localhost")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING below, like the web process
 
 # --- REST API -------------------------------------------------------------------------------------
@@ -221,7 +225,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["config.rest.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "config.rest.exception_handler",
-    "PAGE_SIZE": 50,
     "DEFAULT_METADATA_CLASS": None,  # OPTIONS: 405, as for any undocumented method
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -1,0 +1,47 @@
+"""Email the people who may decide an approval, after commit, with a link to its decision page."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+
+from approvals.models import Approval, ApprovalKind
+
+logger = logging.getLogger(__name__)
+
+
+def recipients(approval: Approval) -> list[str]:
+    who = Q(pk__in=approval.users.values("pk")) | Q(groups__in=approval.groups.all())
+    if approval.staff:
+        who |= Q(is_staff=True)
+    users = get_user_model().objects.filter(who, is_active=True).exclude(email="")
+    return sorted(set(users.values_list("email", flat=True)))
+
+
+def decision_url(approval: Approval) -> str:
+    return settings.CHORDFLOW_BASE_URL.rstrip("/") + reverse("admin:approvals_approval_decide", args=[approval.pk])
+
+
+def notify_on_commit(approval: Approval) -> None:
+    to = recipients(approval)
+    if not to:
+        return
+    what = "Approval needed" if approval.kind == ApprovalKind.APPROVAL else "Failed step needs a decision"
+    subject = f"[Chordflow] {what}: {approval.run.workflow.slug} / {approval.step_id}"
+    deadline = f"\nDecide before {approval.deadline:%Y-%m-%d %H:%M %Z}." if approval.deadline else ""
+    message = approval.message or "A workflow is waiting for your decision."
+    body = f"{message}\n\nDecide here: {decision_url(approval)}{deadline}\n"
+
+    def send() -> None:
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, to)
+        except Exception:
+            logger.warning("could not email the approvers of approval %s", approval.pk, exc_info=True)
+
+    transaction.on_commit(send)
