@@ -12,6 +12,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Chordflow against raw Celery on the same stack: `make bench` (a few minutes), `make bench ARGS=--quick`.
+bench: $(STAMP)
+	$(PY) -m executions.benchmark $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

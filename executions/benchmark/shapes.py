@@ -1,0 +1,448 @@
+"""The benchmark's shapes, each run through Chordflow and through raw Celery, and the report table."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+from celery import chain, chord, group
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from config.celery_app import app
+from config.embedded_redis import die_with_parent
+from executions import attempts
+from executions.benchmark.raw_tasks import done, noop, store
+from executions.models import Run, StepRun
+from executions.services import run_start
+from executions.states import RUN_FINISHED, RunStatus
+from workflows.services import workflow_save
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+POLL = 0.02
+NOWHERE = "bench-nobody-reads-this"
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+_slugs = itertools.count()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"benchmark: {what} did not finish in {timeout:.0f}s")
+        time.sleep(POLL)
+
+
+def define(steps: list[dict], **top: Any):
+    workflow, _version, _created = workflow_save(
+        slug=f"bench-{next(_slugs)}-{uuid.uuid4().hex[:6]}", definition={"name": "bench", "steps": steps, **top}
+    )
+    return workflow
+
+
+def chain_definition(length: int) -> list[dict]:
+    return [{"id": f"s{i}", "action": "echo", **({"depends_on": [f"s{i - 1}"]} if i else {})} for i in range(length)]
+
+
+FAN_OUT = [
+    {"id": "fan", "action": "echo", "for_each": "{{ input.items }}", "params": {"i": "{{ item }}"}},
+    {"id": "join", "action": "echo", "depends_on": ["fan"], "params": {"n": "{{ steps.fan.output | length }}"}},
+]
+DIAMOND = [
+    {"id": "a", "action": "echo"},
+    {"id": "b", "action": "echo", "depends_on": ["a"]},
+    {"id": "c", "action": "echo", "depends_on": ["a"]},
+    {"id": "d", "action": "echo", "depends_on": ["b", "c"]},
+]
+
+
+class Bench:
+    def __init__(self, *, quick: bool, concurrency: int, var_dir: Path, profile: bool = False) -> None:
+        self.quick = quick
+        self.concurrency = concurrency
+        self.var_dir = var_dir
+        self.profile = profile
+        self.chain_length = 20 if quick else 200
+        self.widths = [50, 200] if quick else [100, 1000, 10_000]
+        self.diamonds = 50 if quick else 500
+        self.repeats = 1 if quick else 3
+        self.worker: subprocess.Popen | None = None
+        self.profiler: subprocess.Popen | None = None
+
+    # --- the stack --------------------------------------------------------------------------------
+    @contextmanager
+    def stack(self) -> Iterator[None]:
+        call_command("migrate", interactive=False, verbosity=0)
+        argv = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork", "-c", str(self.concurrency),
+            "-Q", "default", "-n", "bench@%h", "-l", "WARNING", "--without-mingle", "--without-gossip",
+            "-I", "executions.benchmark.raw_tasks",
+        ]  # fmt: skip
+        log = open(self.var_dir / "worker.log", "wb")  # closed when the stack stops
+        self.worker = subprocess.Popen(
+            argv, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, process_group=0, preexec_fn=die_with_parent
+        )
+        try:
+            wait_until(lambda: bool(app.control.ping(timeout=0.5)), 60, "the worker's start")
+            if self.profile:
+                self.start_profiler()
+            yield
+        finally:
+            if self.profiler is not None:
+                self.profiler.send_signal(signal.SIGINT)
+                self.profiler.wait(timeout=60)
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+            log.close()
+
+    def start_profiler(self) -> None:
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        output = self.var_dir / "worker-profile.svg"
+        self.profiler = subprocess.Popen(
+            [py_spy, "record", "--pid", str(self.worker.pid), "--subprocesses", "--rate", "200", "-o", str(output)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        print(f"profiling the worker into {output}", flush=True)
+
+    def worker_rss(self) -> int:
+        try:
+            family = [psutil.Process(self.worker.pid), *psutil.Process(self.worker.pid).children(recursive=True)]
+            return sum(p.memory_info().rss for p in family if p.is_running())
+        except psutil.NoSuchProcess:
+            return 0
+
+    # --- running one shape ------------------------------------------------------------------------
+    def run_chordflow(self, workflow, run_input: dict | None = None, timeout: float = 900) -> tuple[float, Run]:
+        started = time.time()
+        run, _ = run_start(workflow=workflow, input=run_input or {})
+        wait_until(lambda: Run.objects.filter(pk=run.pk, status__in=RUN_FINISHED).exists(), timeout, "a run")
+        run.refresh_from_db()
+        if run.status != RunStatus.SUCCEEDED:
+            raise RuntimeError(f"benchmark run {run.pk} ended {run.status}: {run.error}")
+        return started, run
+
+    def run_raw(self, signature, key: str, expected: int | None = None, timeout: float = 900) -> tuple[float, float]:
+        """(sent, finished): finished is when the `done` task ran, or when the last of `expected` noops ran."""
+        started = time.time()
+        signature.apply_async()
+        if expected is None:
+            wait_until(lambda: store().exists(f"bench:{key}:done"), timeout, "a raw Celery shape")
+            return started, float(store().get(f"bench:{key}:done"))
+        wait_until(lambda: store().llen(f"bench:{key}") >= expected, timeout, "a raw Celery chain")
+        return started, max(float(t) for t in store().lrange(f"bench:{key}", 0, -1))
+
+    # --- the shapes -------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        self.run_chordflow(define(chain_definition(5)))
+        self.run_chordflow(define(FAN_OUT), {"items": list(range(20))})
+        key = uuid.uuid4().hex
+        self.run_raw(chord(group(noop.si(key) for _ in range(20)), done.si(key=key)), key)
+
+    def shape_chain(self) -> dict:
+        n = self.chain_length
+        ours, raw = [], []
+        for _ in range(self.repeats):
+            started, run = self.run_chordflow(define(chain_definition(n)))
+            ours.append((run.finished_at.timestamp() - started) / n * 1000)
+            key = uuid.uuid4().hex
+            sent, finished = self.run_raw(chain(*(noop.si(key) for _ in range(n))), key, expected=n)
+            raw.append((finished - sent) / n * 1000)
+        return {"length": n, "chordflow_ms_per_step": median(ours), "celery_ms_per_step": median(raw)}
+
+    def shape_fan_out(self, width: int, repeats: int) -> dict:
+        ours, raw, peak = [], [], 0
+        for _ in range(repeats):
+            sampler = RssSampler(self.worker_rss)
+            with sampler:
+                started, run = self.run_chordflow(define(FAN_OUT), {"items": list(range(width))})
+            peak = max(peak, sampler.peak)
+            join = StepRun.objects.get(run=run, step_id="join")
+            ours.append(join.finished_at.timestamp() - started)
+            key = uuid.uuid4().hex
+            sent, finished = self.run_raw(chord(group(noop.si(key) for _ in range(width)), done.si(key=key)), key)
+            raw.append(finished - sent)
+        ours_s, raw_s = median(ours), median(raw)
+        return {
+            "width": width,
+            "chordflow_seconds": ours_s,
+            "celery_seconds": raw_s,
+            "chordflow_branches_per_second": width / ours_s,
+            "celery_branches_per_second": width / raw_s,
+            "chordflow_ms_per_branch": ours_s / width * 1000,
+            "celery_ms_per_branch": raw_s / width * 1000,
+            "worker_peak_rss_mb": peak / 2**20,
+        }
+
+    def shape_diamonds(self) -> dict:
+        count = self.diamonds
+        workflow = define(DIAMOND)
+        started = time.time()
+        runs = [run_start(workflow=workflow)[0].pk for _ in range(count)]
+        wait_until(
+            lambda: Run.objects.filter(pk__in=runs, status__in=RUN_FINISHED).count() == count, 900, "the diamonds"
+        )
+        finished = list(Run.objects.filter(pk__in=runs).values_list("created_at", "finished_at", "status"))
+        if any(status != RunStatus.SUCCEEDED for *_, status in finished):
+            raise RuntimeError("benchmark: a diamond run did not succeed")
+        durations = [(end - start).total_seconds() * 1000 for start, end, _ in finished]
+        ours_rate = count / (max(end for _, end, _ in finished).timestamp() - started)
+        latencies = [
+            (s - q).total_seconds() * 1000
+            for q, s in StepRun.objects.filter(run_id__in=runs).values_list("queued_at", "started_at")
+        ]
+
+        keys = [uuid.uuid4().hex for _ in range(count)]
+        sent: dict[str, float] = {}
+        raw_started = time.time()
+        for key in keys:
+            sent[key] = time.time()
+            chain(noop.si(key), chord([noop.si(key), noop.si(key)], done.si(key=key))).apply_async()
+        wait_until(lambda: all(store().exists(f"bench:{k}:done") for k in keys), 900, "the raw diamonds")
+        ends = {k: float(store().get(f"bench:{k}:done")) for k in keys}
+        raw_durations = [(ends[k] - sent[k]) * 1000 for k in keys]
+        raw_rate = count / (max(ends.values()) - raw_started)
+
+        latency_key = uuid.uuid4().hex
+        for _ in range(count * 4):
+            noop.delay(latency_key, sent=time.time())
+        wait_until(lambda: store().llen(f"bench:{latency_key}:latency") >= count * 4, 900, "the raw latency probe")
+        raw_latencies = [float(x) * 1000 for x in store().lrange(f"bench:{latency_key}:latency", 0, -1)]
+        return {
+            "runs": count,
+            "chordflow_runs_per_second": ours_rate,
+            "celery_runs_per_second": raw_rate,
+            "chordflow_p50_ms": percentile(durations, 50),
+            "chordflow_p99_ms": percentile(durations, 99),
+            "celery_p50_ms": percentile(raw_durations, 50),
+            "celery_p99_ms": percentile(raw_durations, 99),
+            "dispatch": {
+                "chordflow_p50_ms": percentile(latencies, 50),
+                "chordflow_p99_ms": percentile(latencies, 99),
+                "celery_p50_ms": percentile(raw_latencies, 50),
+                "celery_p99_ms": percentile(raw_latencies, 99),
+            },
+        }
+
+    def shape_cost(self) -> dict:
+        """SQL per step transition, measured in this process; Redis commands per step, system-wide."""
+        steps = 10
+        workflow = define(chain_definition(steps), defaults={"queue": NOWHERE})
+        run, _ = run_start(workflow=workflow)
+        per_step: list[tuple[int, int]] = []
+        for index in range(steps):
+            row = StepRun.objects.get(run=run, step_id=f"s{index}")
+            with CaptureQueriesContext(connection) as queries:
+                attempts.step_execute(step_run_id=row.pk, attempt=1)
+            statements = [q for q in queries.captured_queries if not q["sql"].startswith(TRANSACTION_CONTROL)]
+            per_step.append((len(statements), len(queries)))
+        app.control.purge()
+
+        fan = define(FAN_OUT, defaults={"queue": NOWHERE})
+        fan_run, _ = run_start(workflow=fan, input={"items": list(range(50))})
+        branch = StepRun.objects.filter(run=fan_run, branch_index=25).get()
+        with CaptureQueriesContext(connection) as queries:
+            attempts.step_execute(step_run_id=branch.pk, attempt=1)
+        branch_statements = [q for q in queries.captured_queries if not q["sql"].startswith(TRANSACTION_CONTROL)]
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(NOWHERE)
+
+        redis_ours = self.redis_commands(lambda: self.run_chordflow(define(chain_definition(50))))
+        key = uuid.uuid4().hex
+        redis_raw = self.redis_commands(
+            lambda: self.run_raw(chain(*(noop.si(key) for _ in range(50))), key, expected=50)
+        )
+        return {
+            "sql_per_step": median([s for s, _ in per_step[1:-1]]),
+            "sql_per_step_with_transactions": median([t for _, t in per_step[1:-1]]),
+            "sql_per_branch": len(branch_statements),
+            "redis_commands_per_step": redis_ours / 50,
+            "celery_redis_commands_per_task": redis_raw / 50,
+        }
+
+    def redis_commands(self, action: Callable[[], Any]) -> int:
+        def total() -> int:
+            return sum(v["calls"] for k, v in store().info("commandstats").items() if k.startswith("cmdstat_"))
+
+        before = total()
+        action()
+        return total() - before - 2  # the two INFO calls
+
+    def memory_growth(self, width: int, runs: int = 3) -> dict:
+        samples = []
+        for _ in range(runs):
+            self.run_chordflow(define(FAN_OUT), {"items": list(range(width))})
+            time.sleep(0.5)
+            samples.append(self.worker_rss() / 2**20)
+        return {"width": width, "rss_mb_after_each_run": samples, "growth_mb": samples[-1] - samples[0]}
+
+    def run_all(self) -> dict:
+        print(f"warming up ({self.concurrency} worker processes)...", flush=True)
+        self.warm_up()
+        report: dict[str, Any] = {"quick": self.quick, "concurrency": self.concurrency, "database": connection.vendor}
+        print("chain...", flush=True)
+        report["chain"] = self.shape_chain()
+        report["fan_out"] = []
+        for width in self.widths:
+            print(f"fan-out {width}...", flush=True)
+            report["fan_out"].append(self.shape_fan_out(width, 1 if width >= 10_000 else self.repeats))
+        print(f"{self.diamonds} diamonds...", flush=True)
+        report["diamonds"] = self.shape_diamonds()
+        print("cost per step...", flush=True)
+        report["cost"] = self.shape_cost()
+        print("memory...", flush=True)
+        report["memory"] = self.memory_growth(self.widths[-2] if len(self.widths) > 1 else self.widths[0])
+        report["targets"] = self.targets(report)
+        return report
+
+    # --- targets and the table --------------------------------------------------------------------
+    def targets(self, report: dict) -> list[dict]:
+        chain_ratio = report["chain"]["chordflow_ms_per_step"] / report["chain"]["celery_ms_per_step"]
+        lines = [
+            {
+                "target": "chain: ms per step <= 1.5 x raw Celery",
+                "value": f"{chain_ratio:.2f}x",
+                "pass": chain_ratio <= 1.5,
+            }
+        ]
+        for fan in report["fan_out"]:
+            ratio = fan["chordflow_branches_per_second"] / fan["celery_branches_per_second"]
+            lines.append(
+                {
+                    "target": f"fan-out {fan['width']}: throughput >= 0.7 x raw chord",
+                    "value": f"{ratio:.2f}x",
+                    "pass": ratio >= 0.7,
+                }
+            )
+        by_width = {fan["width"]: fan for fan in report["fan_out"]}
+        if 1000 in by_width and 10_000 in by_width:
+            ratio = by_width[10_000]["chordflow_ms_per_branch"] / by_width[1000]["chordflow_ms_per_branch"]
+            lines.append(
+                {
+                    "target": "linearity: ms per branch at 10,000 <= 1.25 x at 1,000",
+                    "value": f"{ratio:.2f}x",
+                    "pass": ratio <= 1.25,
+                }
+            )
+        dispatch = report["diamonds"]["dispatch"]
+        lines.append(
+            {
+                "target": "dispatch latency p50 <= 5 ms",
+                "value": f"{dispatch['chordflow_p50_ms']:.1f} ms",
+                "pass": dispatch["chordflow_p50_ms"] <= 5,
+            }
+        )
+        lines.append(
+            {
+                "target": "dispatch latency p99 <= 50 ms",
+                "value": f"{dispatch['chordflow_p99_ms']:.1f} ms",
+                "pass": dispatch["chordflow_p99_ms"] <= 50,
+            }
+        )
+        sql = report["cost"]["sql_per_step"]
+        lines.append({"target": "cost: <= 6 SQL queries per step", "value": f"{sql}", "pass": sql <= 6})
+        return lines
+
+    def table(self, report: dict) -> str:
+        rows = [("shape", "Chordflow", "raw Celery", "ratio")]
+
+        def add(name: str, ours: float, raw: float, unit: str, lower_is_better: bool = True) -> None:
+            ratio = ours / raw if raw else float("nan")
+            rows.append((name, f"{ours:,.2f} {unit}", f"{raw:,.2f} {unit}", f"{ratio:.2f}x"))
+
+        c = report["chain"]
+        add(f"chain of {c['length']}: per step", c["chordflow_ms_per_step"], c["celery_ms_per_step"], "ms")
+        for fan in report["fan_out"]:
+            add(
+                f"fan-out {fan['width']:,}: branches/s",
+                fan["chordflow_branches_per_second"],
+                fan["celery_branches_per_second"],
+                "/s",
+            )
+            add(
+                f"fan-out {fan['width']:,}: per branch",
+                fan["chordflow_ms_per_branch"],
+                fan["celery_ms_per_branch"],
+                "ms",
+            )
+        d = report["diamonds"]
+        add(f"{d['runs']} diamonds: runs/s", d["chordflow_runs_per_second"], d["celery_runs_per_second"], "/s")
+        add(f"{d['runs']} diamonds: p50 start-finish", d["chordflow_p50_ms"], d["celery_p50_ms"], "ms")
+        add(f"{d['runs']} diamonds: p99 start-finish", d["chordflow_p99_ms"], d["celery_p99_ms"], "ms")
+        add("dispatch latency p50", d["dispatch"]["chordflow_p50_ms"], d["dispatch"]["celery_p50_ms"], "ms")
+        add("dispatch latency p99", d["dispatch"]["chordflow_p99_ms"], d["dispatch"]["celery_p99_ms"], "ms")
+        cost = report["cost"]
+        add("Redis commands per step/task", cost["redis_commands_per_step"], cost["celery_redis_commands_per_task"], "")
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [
+            "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+            for row in rows
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append("")
+        lines.append(
+            f"SQL per step transition: {cost['sql_per_step']} statements ({cost['sql_per_step_with_transactions']} "
+            f"with BEGIN/COMMIT); per for_each branch: {cost['sql_per_branch']}"
+        )
+        peak = max(f["worker_peak_rss_mb"] for f in report["fan_out"])
+        mem = report["memory"]
+        after = ", ".join(f"{x:.0f}" for x in mem["rss_mb_after_each_run"])
+        lines.append(
+            f"worker peak RSS during the widest fan-out: {peak:.0f} MB; after each of "
+            f"{len(mem['rss_mb_after_each_run'])} runs of {mem['width']:,}: {after} MB "
+            f"(growth {mem['growth_mb']:+.0f} MB)"
+        )
+        lines.append("")
+        lines.append("targets (goals, not assertions):")
+        lines.extend(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['value']}" for t in report["targets"])
+        return "\n".join(lines)
+
+
+class RssSampler:
+    """Samples a process tree's RSS in a thread; `peak` is the highest seen."""
+
+    def __init__(self, measure: Callable[[], int], interval: float = 0.1) -> None:
+        self.measure = measure
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.measure())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
