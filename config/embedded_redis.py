@@ -57,6 +57,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> EmbeddedRedis:
+        self.data_dir = Path(self.data_dir).resolve()  # redis-server chdirs to --dir: relative paths would break
         self.data_dir.mkdir(parents=True, exist_ok=True)
         binary = redis_server_binary()
         for _ in range(5):  # another process may take the free port before redis binds it

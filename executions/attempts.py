@@ -12,17 +12,17 @@ from typing import Any
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from executions import events, services
+from executions import events, services, sql
 from executions.dispatch import revoke_on_commit
 from executions.models import StepRun
+from executions.selectors import run_facts
 from executions.services import S, error_dict, set_step
 from executions.states import STEP_SOURCES
 from workflows.actions import ActionContext, get_action
 from workflows.exceptions import PermanentError, RetryableError
-from workflows.services import version_spec
+from workflows.services import version_spec_by_id
 from workflows.spec import StepSpec
 
 logger = logging.getLogger(__name__)
@@ -42,16 +42,9 @@ class Failure:
 def step_claim(*, step_run_id: int, attempt: int) -> StepRun | None:
     """Move attempt `attempt` from queued/retrying to running. None when it was already claimed or is moot."""
     with transaction.atomic(), events.event_batch():
-        claimed = services.set_steps(
-            StepRun.objects.filter(pk=step_run_id, attempts=attempt - 1),
-            S.RUNNING,
-            attempts=attempt,
-            started_at=timezone.now(),
-            next_retry_at=None,
-        )
-        if not claimed:
+        row = sql.claim(step_run_id=step_run_id, attempt=attempt, now=timezone.now())
+        if row is None:
             return None
-        row = StepRun.objects.select_related("run__workflow", "run__version").get(pk=step_run_id)
         events.record(
             row.run_id, "step.started", step=row.step_id, branch=row.branch_index, status=S.RUNNING, attempt=attempt
         )
@@ -66,10 +59,11 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
             "step run %s attempt %s: already claimed or no longer runnable; nothing to do", step_run_id, attempt
         )
         return None
-    step = version_spec(row.run.version).step(row.step_id)
+    facts = run_facts(row.run_id)
+    step = version_spec_by_id(facts.version_id, facts.content_hash).step(row.step_id)
     context = ActionContext(
         run_id=str(row.run_id),
-        workflow=row.run.workflow.slug,
+        workflow=facts.workflow,
         step_id=row.step_id,
         attempt=attempt,
         branch_index=row.branch_index,
@@ -175,7 +169,7 @@ def step_fail(*, row: StepRun, step: StepSpec, failure: Failure) -> None:
             row.run_id, "step.failed", step=row.step_id, branch=row.branch_index, status=S.FAILED,
             attempt=row.attempts, message=f"{failure.type}: {failure.message}",
         )  # fmt: skip
-        StepRun.objects.filter(pk=row.parent_id).update(branches_done=F("branches_done") + 1)
+        sql.count_branch(row.parent_id)
         if not _fail_parent(row, failure):
             return
         if step.continues_on_failure:
@@ -201,8 +195,9 @@ def _fail_parent(branch: StepRun, failure: Failure) -> bool:
 
 def _branch_finished(parent_id: int) -> None:
     """Count one finished branch on its parent; the branch that completes the count joins them."""
-    StepRun.objects.filter(pk=parent_id).update(branches_done=F("branches_done") + 1)
-    _join(parent_id)
+    done, count, status = sql.count_branch(parent_id)
+    if done >= (count or 0) and status == S.RUNNING:
+        _join(parent_id)
 
 
 def step_join(*, parent_id: int) -> None:

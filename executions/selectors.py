@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.db.models import Count, QuerySet
 
 from executions.models import Run, RunEvent, StepRun
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What never changes about a run: its version and workflow."""
+
+    version_id: int
+    content_hash: str
+    workflow: str
+
+
+@lru_cache(maxsize=10_000)
+def run_facts(run_id: Any) -> RunFacts:
+    """Cached per process: one query for the first step of a run a worker sees, none after."""
+    version_id, content_hash, slug = (
+        Run.objects.filter(pk=run_id).values_list("version_id", "version__content_hash", "workflow__slug").get()
+    )
+    return RunFacts(version_id=version_id, content_hash=content_hash, workflow=slug)
 
 
 def parse_run_id(raw: str) -> uuid.UUID | None:

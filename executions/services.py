@@ -17,6 +17,7 @@ from executions import events, planning, step_types
 from executions.dispatch import DispatchPlan, new_task_id, revoke_on_commit, step_signature
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
 from executions.models import Run, StepRun
+from executions.selectors import run_facts
 from executions.states import (
     RUN_ACTIVE,
     RUN_SOURCES,
@@ -29,11 +30,10 @@ from workflows import expressions, graph
 from workflows.definition import validate_input
 from workflows.exceptions import ExpressionError
 from workflows.models import Workflow
-from workflows.services import version_spec
+from workflows.services import version_spec, version_spec_by_id
 from workflows.spec import ON_FAILURE_ESCALATE, STEP_TYPE_ACTION, StepSpec, WorkflowSpec
 
 S, R = StepStatus, RunStatus
-TOP_LEVEL_FIELDS = ("id", "step_id", "status", "attempts", "run_id")
 
 
 # --- guarded writes -------------------------------------------------------------------------------
@@ -114,75 +114,104 @@ def _lock_run(run_id: Any) -> Run | None:
     return Run.objects.select_for_update(of=("self",)).select_related("workflow", "version").filter(pk=run_id).first()
 
 
+LIGHT_STEP_FIELDS = ("id", "run_id", "step_id", "status", "attempts")
+
+
 def advance_locked(run_id: Any) -> None:
-    """run_advance for callers already inside a transaction (a step that just finished)."""
-    run = _lock_run(run_id)
-    if run is not None and run.status in RUN_ACTIVE:
-        _advance(run, version_spec(run.version))
+    """run_advance for callers already inside a transaction (a step that just finished).
+
+    One query locks the run's row and reads its steps' statuses; outputs are read only for the steps
+    that the ready steps' expressions read, and the definition not at all (its spec is cached).
+    """
+    rows = list(
+        StepRun.objects.filter(run_id=run_id, branch_index__isnull=True)
+        .select_related("run")
+        .select_for_update(of=("run",))
+        .only(*LIGHT_STEP_FIELDS, "run__status", "run__input", "run__version_id", "run__workflow_id")
+    )
+    if not rows or rows[0].run.status not in RUN_ACTIVE:
+        return
+    run = rows[0].run
+    facts = run_facts(run.pk)
+    _advance(run, version_spec_by_id(facts.version_id, facts.content_hash), {row.step_id: row for row in rows})
+
+
+def _lock_run(run_id: Any) -> Run | None:
+    return Run.objects.select_for_update(of=("self",)).select_related("workflow", "version").filter(pk=run_id).first()
 
 
 def _top_level(run: Run) -> dict[str, StepRun]:
-    rows = StepRun.objects.filter(run_id=run.pk, branch_index__isnull=True).only(*TOP_LEVEL_FIELDS)
+    rows = StepRun.objects.filter(run_id=run.pk, branch_index__isnull=True).only(*LIGHT_STEP_FIELDS)
     return {row.step_id: row for row in rows}
 
 
-def _context(run: Run, rows: dict[str, StepRun]) -> dict[str, Any]:
-    outputs = dict(
-        StepRun.objects.filter(run_id=run.pk, branch_index__isnull=True, status=S.SUCCEEDED).values_list(
-            "step_id", "output"
+class _Context:
+    """What expressions see, with step outputs read from the database only when an expression needs them."""
+
+    def __init__(self, run: Run, rows: dict[str, StepRun]) -> None:
+        self.run = run
+        self.loaded: set[str] = set()
+        self.values = planning.expression_context(
+            run_id=run.pk,
+            workflow=run_facts(run.pk).workflow,
+            run_input=run.input,
+            statuses={step_id: row.status for step_id, row in rows.items()},
+            outputs={},
         )
-    )
-    return planning.expression_context(
-        run_id=run.pk,
-        workflow=run.workflow.slug,
-        run_input=run.input,
-        statuses={step_id: row.status for step_id, row in rows.items()},
-        outputs=outputs,
-    )
+
+    def need(self, step_ids) -> dict[str, Any]:
+        steps = self.values["steps"]
+        missing = {s for s in step_ids if s not in self.loaded and steps.get(s, {}).get("status") == S.SUCCEEDED}
+        if missing:
+            outputs = StepRun.objects.filter(run_id=self.run.pk, branch_index__isnull=True, step_id__in=missing)
+            for step_id, output in outputs.values_list("step_id", "output"):
+                steps[step_id]["output"] = output
+        self.loaded |= missing
+        return self.values
+
+    def mark(self, row: StepRun, status: StepStatus, output: Any = None) -> None:
+        row.status = status
+        self.values["steps"][row.step_id] = {"status": str(status), "output": output}
+        self.loaded.add(row.step_id)
 
 
-def _advance(run: Run, spec: WorkflowSpec) -> None:
-    rows = _top_level(run)
+def _advance(run: Run, spec: WorkflowSpec, rows: dict[str, StepRun] | None = None) -> None:
+    rows = _top_level(run) if rows is None else rows
     plan = DispatchPlan(run_id=str(run.pk))
-    context: dict[str, Any] | None = None
+    context = _Context(run, rows)
     started: list[str] = []
     while True:
         ready = planning.ready_steps(spec, {step_id: row.status for step_id, row in rows.items()})
         if not ready:
             break
-        if context is None:
-            context = _context(run, rows)
+        context.need(set().union(*(spec.step(step_id).reads for step_id in ready)))
         for step_id in ready:
             if not _start_step(run, spec.step(step_id), rows[step_id], context, plan):
-                return  # the step's failure failed the run
+                return  # the step's failure failed the whole run
             started.append(step_id)
     plan.join = planning.is_joined(spec, [s for s in started if rows[s].status == S.QUEUED])
     plan.send_on_commit()
     _settle(run, spec, rows, context)
 
 
-def _mark(context: dict, row: StepRun, status: StepStatus, output: Any = None) -> None:
-    row.status = status
-    context["steps"][row.step_id] = {"status": str(status), "output": output}
-
-
-def _start_step(run: Run, step: StepSpec, row: StepRun, context: dict, plan: DispatchPlan) -> bool:
+def _start_step(run: Run, step: StepSpec, row: StepRun, context: _Context, plan: DispatchPlan) -> bool:
     """Skip, fan out or queue one ready step. False when its failure failed the whole run."""
     now = timezone.now()
+    values = context.values
     try:
-        if step.when is not None and not expressions.evaluate(step.when, context):
+        if step.when is not None and not expressions.evaluate(step.when, values):
             if set_step(row.pk, S.SKIPPED, finished_at=now):
                 events.record(run.pk, "step.skipped", step=step.id, status=S.SKIPPED, message="`when` was false")
-            _mark(context, row, S.SKIPPED)
+            context.mark(row, S.SKIPPED)
             return True
         if step.for_each is None:
-            params = expressions.evaluate(step.params, context)
+            params = expressions.evaluate(step.params, values)
         else:
-            items = expressions.evaluate(step.for_each, context)
+            items = expressions.evaluate(step.for_each, values)
             if not isinstance(items, list):
                 raise ExpressionError(f"for_each gave {type(items).__name__}, not a list")
             params = [
-                expressions.evaluate(step.params, {**context, "item": item, "index": index})
+                expressions.evaluate(step.params, {**values, "item": item, "index": index})
                 for index, item in enumerate(items)
             ]
     except ExpressionError as exc:
@@ -206,10 +235,10 @@ def _start_step(run: Run, step: StepSpec, row: StepRun, context: dict, plan: Dis
     if not items:
         if set_step(row.pk, S.SUCCEEDED, output=[], branch_count=0, queued_at=now, started_at=now, finished_at=now):
             events.record(run.pk, "step.succeeded", step=step.id, status=S.SUCCEEDED, branches=0)
-        _mark(context, row, S.SUCCEEDED, [])
+        context.mark(row, S.SUCCEEDED, [])
         return True
     _fan_out(run, step, row, items, params, plan, now)
-    _mark(context, row, S.RUNNING)
+    context.mark(row, S.RUNNING)
     return True
 
 
@@ -242,24 +271,24 @@ def _fan_out(run: Run, step: StepSpec, row: StepRun, items: list, params: list, 
     )
 
 
-def _fail_unstarted(run: Run, step: StepSpec, row: StepRun, context: dict, message: str) -> bool:
+def _fail_unstarted(run: Run, step: StepSpec, row: StepRun, context: _Context, message: str) -> bool:
     """A step whose expressions could not be evaluated fails at once, without an attempt."""
     if set_step(row.pk, S.FAILED, error_type="ExpressionError", error_message=message, finished_at=timezone.now()):
         events.record(run.pk, "step.failed", step=step.id, status=S.FAILED, message=message)
-    _mark(context, row, S.FAILED)
+    context.mark(row, S.FAILED)
     if step.continues_on_failure:
         return True
     _fail_run(run, error_dict(step=step.id, branch=None, error_type="ExpressionError", message=message))
     return False
 
 
-def _settle(run: Run, spec: WorkflowSpec, rows: dict[str, StepRun], context: dict | None) -> None:
+def _settle(run: Run, spec: WorkflowSpec, rows: dict[str, StepRun], context: _Context) -> None:
     statuses = {step_id: row.status for step_id, row in rows.items()}
     outcome = planning.run_outcome(spec, statuses)
     now = timezone.now()
     if outcome == R.SUCCEEDED:
         try:
-            output = None if spec.output is None else expressions.evaluate(spec.output, context or _context(run, rows))
+            output = None if spec.output is None else expressions.evaluate(spec.output, context.need(spec.output_reads))
         except ExpressionError as exc:
             _fail_run(run, error_dict(step="", branch=None, error_type="ExpressionError", message=f"output: {exc}"))
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -134,14 +135,18 @@ class _Validator:
             return base
         return value
 
-    def expressions_in(self, value: Any, path: str, *, allowed_names: set[str], allowed_steps: set[str] | None):
-        """Check every expression in `value` parses and reads only names and steps it may."""
+    def expressions_in(
+        self, value: Any, path: str, *, allowed_names: set[str], allowed_steps: set[str] | None
+    ) -> set[str]:
+        """Check every expression in `value` parses and reads only names and steps it may; return the steps read."""
+        read: set[str] = set()
         for where, text in expressions.strings_with_paths(value, path):
             try:
                 tree = expressions.parse(text)
             except ExpressionError as exc:
                 self.problem(where, str(exc))
                 continue
+            read |= expressions.referenced_steps(tree)
             for name in sorted(expressions.referenced_names(tree) - allowed_names - expressions.GLOBAL_NAMES):
                 self.problem(where, f"unknown name {name!r}; expressions here see {', '.join(sorted(allowed_names))}")
             if allowed_steps is None:
@@ -152,6 +157,7 @@ class _Validator:
                     self.problem(where, message)
                 else:
                     self.problem(where, f"reads steps.{step_id}, but there is no step {step_id!r}")
+        return read
 
     # --- the whole definition ---------------------------------------------------------------------
     def spec(self) -> WorkflowSpec:
@@ -256,7 +262,7 @@ class _Validator:
             )
 
         self.check_graph(steps, paths)
-        self.output_expression(d.get("output"), set(paths))
+        output_reads = self.output_expression(d.get("output"), set(paths))
         escalate_to = d.get("escalate_to")
         if escalate_to is not None:
             self.problems.extend(people_problems(escalate_to, "escalate_to"))
@@ -269,6 +275,7 @@ class _Validator:
             steps=tuple(steps),
             output=d.get("output"),
             escalate_to=escalate_to,
+            output_reads=output_reads,
         )
 
     def check_graph(self, steps: list[StepSpec], paths: dict[str, str]) -> None:
@@ -289,16 +296,22 @@ class _Validator:
             path = f"steps[{index}]"
             # In a cycle "ancestor" means nothing: check the expressions against every known step.
             upstream = known - {step.id} if cycle else graph.ancestors(deps, step.id)
-            self.expressions_in(step.when, f"{path}.when", allowed_names=RUN_NAMES, allowed_steps=upstream)
-            self.expressions_in(step.for_each, f"{path}.for_each", allowed_names=RUN_NAMES, allowed_steps=upstream)
             names = RUN_NAMES | BRANCH_NAMES if step.for_each else RUN_NAMES
-            self.expressions_in(step.params, f"{path}.params", allowed_names=names, allowed_steps=upstream)
+            reads = (
+                self.expressions_in(step.when, f"{path}.when", allowed_names=RUN_NAMES, allowed_steps=upstream)
+                | self.expressions_in(
+                    step.for_each, f"{path}.for_each", allowed_names=RUN_NAMES, allowed_steps=upstream
+                )
+                | self.expressions_in(step.params, f"{path}.params", allowed_names=names, allowed_steps=upstream)
+            )
+            steps[index] = replace(step, reads=frozenset(reads))
             if step.for_each is not None and not expressions.has_expression(step.for_each):
                 self.problem(f"{path}.for_each", "must be an expression giving a list, e.g. '{{ input.items }}'")
 
-    def output_expression(self, output: Any, known: set[str]) -> None:
-        if output is not None:
-            self.expressions_in(output, "output", allowed_names=RUN_NAMES, allowed_steps=known)
+    def output_expression(self, output: Any, known: set[str]) -> frozenset[str]:
+        if output is None:
+            return frozenset()
+        return frozenset(self.expressions_in(output, "output", allowed_names=RUN_NAMES, allowed_steps=known))
 
 
 def _json_path(parts) -> str:

@@ -35,6 +35,14 @@ def version_spec(version: WorkflowVersion) -> WorkflowSpec:
     return spec
 
 
+def version_spec_by_id(version_id: int, content_hash: str) -> WorkflowSpec:
+    """The same cache as version_spec, without loading the definition unless this process has not parsed it."""
+    spec = _spec_cache.get((version_id, content_hash))
+    if spec is None:
+        spec = version_spec(WorkflowVersion.objects.get(pk=version_id))
+    return spec
+
+
 def workflow_save(*, slug: str, definition: Any, created_by=None) -> tuple[Workflow, WorkflowVersion, bool]:
     """Validate and store `definition` under `slug`: (workflow, its current version, whether it is new).
 

@@ -47,6 +47,7 @@ class StepSpec:
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     queue: str = DEFAULT_QUEUE
     on_failure: str = ON_FAILURE_FAIL_RUN
+    reads: frozenset[str] = frozenset()  # step ids its expressions read (`steps.<id>`): outputs to load
 
     @property
     def continues_on_failure(self) -> bool:
@@ -61,6 +62,7 @@ class WorkflowSpec:
     input_schema: dict | None = None
     output: Any = None
     escalate_to: dict | None = None  # {"users": [...], "groups": [...]}: who resolves escalations
+    output_reads: frozenset[str] = frozenset()  # step ids the run's output expression reads
 
     def step(self, step_id: str) -> StepSpec:
         return self.steps_by_id[step_id]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from config.celery_app import app
@@ -37,3 +39,15 @@ def test_healthz_names_the_database_when_it_is_down(client, monkeypatch):
 
 def test_healthz_needs_no_login_and_allows_only_get(client):
     assert client.post("/healthz").status_code == 405
+
+
+def test_the_embedded_redis_starts_from_a_relative_folder(tmp_path, monkeypatch):
+    from config.embedded_redis import EmbeddedRedis
+
+    monkeypatch.chdir(tmp_path)
+    server = EmbeddedRedis(data_dir=Path("relative/redis")).start()
+    try:
+        assert server.url.startswith("redis://127.0.0.1:")
+        assert (tmp_path / "relative" / "redis").is_dir()
+    finally:
+        server.stop()
