@@ -60,12 +60,16 @@ class DispatchPlan:
         from executions.tasks import run_advance, step_join
 
         try:
-            if len(self.steps) == 1:
-                self.steps[0].apply_async()
-            elif self.steps and self.join:
+            if self.steps and self.join:
                 chord(group(self.steps))(run_advance.si(str(self.run_id)))
-            elif self.steps:
-                group(self.steps).apply_async()
+            else:
+                # Outside a chord nothing reads a step task's result (the rows are the record): skip storing it.
+                for signature in self.steps:
+                    signature.set(ignore_result=True)
+                if len(self.steps) == 1:
+                    self.steps[0].apply_async()
+                elif self.steps:
+                    group(self.steps).apply_async()
             for parent_id, signatures in self.maps:
                 chord(group(signatures))(step_join.si(parent_id))
         except Exception:

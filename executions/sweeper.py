@@ -46,7 +46,8 @@ def _publish(row: StepRun, *, attempt: int, countdown: float | None = None) -> N
     step = version_spec(row.run.version).step(row.step_id)
     task_id = new_task_id()
     StepRun.objects.filter(pk=row.pk).update(task_id=task_id)
-    step_signature(step_run_id=row.pk, attempt=attempt, step=step, task_id=task_id).apply_async(countdown=countdown)
+    signature = step_signature(step_run_id=row.pk, attempt=attempt, step=step, task_id=task_id)
+    signature.apply_async(countdown=countdown, ignore_result=True)
 
 
 def requeue_lost(now) -> int:

@@ -210,6 +210,10 @@ CELERY_BEAT_SCHEDULE = {
 # Links in approval emails point here.
 CHORDFLOW_BASE_URL = env_str("CHORDFLOW_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chordflow@localhost")
+# Celery's Django fixup closes the database connection after every task unless this is set: then
+# every 2 x N tasks. Reopening cost a step a new connection and its PRAGMAs; a connection that broke
+# is dropped after the task regardless (executions.signals).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING below, like the web process
 
 # --- REST API -------------------------------------------------------------------------------------

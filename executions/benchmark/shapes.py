@@ -167,14 +167,22 @@ class Bench:
 
     def shape_chain(self) -> dict:
         n = self.chain_length
-        ours, raw = [], []
+        ours, raw, latencies = [], [], []
         for _ in range(self.repeats):
             started, run = self.run_chordflow(define(chain_definition(n)))
             ours.append((run.finished_at.timestamp() - started) / n * 1000)
+            steps = StepRun.objects.filter(run=run).values_list("queued_at", "started_at")
+            latencies += [(s - q).total_seconds() * 1000 for q, s in steps]
             key = uuid.uuid4().hex
             sent, finished = self.run_raw(chain(*(noop.si(key) for _ in range(n))), key, expected=n)
             raw.append((finished - sent) / n * 1000)
-        return {"length": n, "chordflow_ms_per_step": median(ours), "celery_ms_per_step": median(raw)}
+        return {
+            "length": n,
+            "chordflow_ms_per_step": median(ours),
+            "celery_ms_per_step": median(raw),
+            "dispatch_p50_ms": percentile(latencies, 50),
+            "dispatch_p99_ms": percentile(latencies, 99),
+        }
 
     def shape_fan_out(self, width: int, repeats: int) -> dict:
         ours, raw, peak = [], [], 0
@@ -350,21 +358,21 @@ class Bench:
                     "pass": ratio <= 1.25,
                 }
             )
-        dispatch = report["diamonds"]["dispatch"]
-        lines.append(
-            {
-                "target": "dispatch latency p50 <= 5 ms",
-                "value": f"{dispatch['chordflow_p50_ms']:.1f} ms",
-                "pass": dispatch["chordflow_p50_ms"] <= 5,
-            }
-        )
-        lines.append(
-            {
-                "target": "dispatch latency p99 <= 50 ms",
-                "value": f"{dispatch['chordflow_p99_ms']:.1f} ms",
-                "pass": dispatch["chordflow_p99_ms"] <= 50,
-            }
-        )
+        diamonds = report["diamonds"]
+        for where, p50, p99 in (
+            ("a chain, nothing else queued", report["chain"]["dispatch_p50_ms"], report["chain"]["dispatch_p99_ms"]),
+            (
+                f"{diamonds['runs']} diamonds at once",
+                diamonds["dispatch"]["chordflow_p50_ms"],
+                diamonds["dispatch"]["chordflow_p99_ms"],
+            ),
+        ):
+            lines.append(
+                {"target": f"dispatch latency p50 <= 5 ms ({where})", "value": f"{p50:.1f} ms", "pass": p50 <= 5}
+            )
+            lines.append(
+                {"target": f"dispatch latency p99 <= 50 ms ({where})", "value": f"{p99:.1f} ms", "pass": p99 <= 50}
+            )
         sql = report["cost"]["sql_per_step"]
         lines.append({"target": "cost: <= 6 SQL queries per step", "value": f"{sql}", "pass": sql <= 6})
         return lines
@@ -395,8 +403,8 @@ class Bench:
         add(f"{d['runs']} diamonds: runs/s", d["chordflow_runs_per_second"], d["celery_runs_per_second"], "/s")
         add(f"{d['runs']} diamonds: p50 start-finish", d["chordflow_p50_ms"], d["celery_p50_ms"], "ms")
         add(f"{d['runs']} diamonds: p99 start-finish", d["chordflow_p99_ms"], d["celery_p99_ms"], "ms")
-        add("dispatch latency p50", d["dispatch"]["chordflow_p50_ms"], d["dispatch"]["celery_p50_ms"], "ms")
-        add("dispatch latency p99", d["dispatch"]["chordflow_p99_ms"], d["dispatch"]["celery_p99_ms"], "ms")
+        add("dispatch latency p50 (diamonds)", d["dispatch"]["chordflow_p50_ms"], d["dispatch"]["celery_p50_ms"], "ms")
+        add("dispatch latency p99 (diamonds)", d["dispatch"]["chordflow_p99_ms"], d["dispatch"]["celery_p99_ms"], "ms")
         cost = report["cost"]
         add("Redis commands per step/task", cost["redis_commands_per_step"], cost["celery_redis_commands_per_task"], "")
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -406,6 +414,10 @@ class Bench:
         ]
         lines.insert(1, "-" * len(lines[0]))
         lines.append("")
+        lines.append(
+            f"dispatch latency in a chain with nothing else queued: p50 {c['dispatch_p50_ms']:.1f} ms, "
+            f"p99 {c['dispatch_p99_ms']:.1f} ms"
+        )
         lines.append(
             f"SQL per step transition: {cost['sql_per_step']} statements ({cost['sql_per_step_with_transactions']} "
             f"with BEGIN/COMMIT); per for_each branch: {cost['sql_per_branch']}"
