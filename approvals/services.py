@@ -102,8 +102,7 @@ def _lock_pending(approval_id: int, user, *, kind: str) -> Approval:
     if approval.status != A.PENDING:
         raise ApprovalConflictError(f"approval {approval.pk} is already {approval.status}")
     if StepRun.objects.filter(pk=approval.step_run_id).values_list("status", flat=True).first() != StepStatus.WAITING:
-        approval.status = A.CANCELLED
-        approval.save(update_fields=["status"])
+        # The expiry sweep marks it cancelled; a write here would be rolled back with this error.
         raise ApprovalConflictError(f"approval {approval.pk} is no longer awaited: its run stopped waiting")
     return approval
 

@@ -1,7 +1,7 @@
 """REST endpoints for approvals: the inbox, one approval, approve, reject, resolve."""
 
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import IsAuthenticated
@@ -11,19 +11,16 @@ from approvals import selectors, services
 from approvals.exceptions import ApprovalConflictError, NotAnApproverError
 from approvals.models import Decision
 from approvals.serializers import ApprovalFilterInput, ApprovalOutput, DecideInput, ResolveInput
-from config.rest import Conflict, ErrorSerializer, NewestFirstPagination
+from config.rest import Conflict, NewestFirstPagination, error_responses
 
 
 def errors(*codes: int) -> dict:
-    described = {
-        400: "Bad input, with each problem.",
-        401: "No credentials, or wrong ones.",
-        403: "Not among the approvers.",
-        404: "No such approval (or not one you may see).",
-        409: "Already settled, already decided by you, of the other kind, or no longer awaited.",
-        413: "Body over the size limit.",
-    }
-    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+    return error_responses(
+        *codes,
+        c403="Not among the approvers.",
+        c404="No such approval (or not one you may see).",
+        c409="Already settled, already decided by you, of the other kind, or no longer awaited.",
+    )
 
 
 def with_decisions(queryset):

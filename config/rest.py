@@ -61,6 +61,24 @@ class ErrorSerializer(serializers.Serializer):
     problems = ProblemSerializer(many=True, required=False)
 
 
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: every problem with its place.",
+    401: "No credentials, or wrong ones.",
+    403: "Missing permission.",
+    404: "Not found.",
+    409: "The current state does not allow this.",
+    413: "Body over the size limit.",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict:
+    """OpenAPI responses for 4xx answers, all with the ErrorSerializer body; override a text as e.g. `c404="…"`."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    texts = {code: descriptions.get(f"c{code}", ERROR_DESCRIPTIONS[code]) for code in codes}
+    return {code: OpenApiResponse(ErrorSerializer, description=text) for code, text in texts.items()}
+
+
 def _flatten(errors, prefix: str = "") -> list[dict]:
     """DRF's nested validation errors as a flat list of {path, message}."""
     if isinstance(errors, dict):

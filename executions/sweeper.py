@@ -20,8 +20,9 @@ from django.utils import timezone
 from executions import attempts, services
 from executions.dispatch import new_task_id, queue_depth, step_signature
 from executions.models import Run, StepRun
+from executions.selectors import run_facts
 from executions.states import STEP_IN_FLIGHT, RunStatus, StepStatus
-from workflows.services import version_spec
+from workflows.services import version_spec_by_id
 
 logger = logging.getLogger(__name__)
 S = StepStatus
@@ -42,8 +43,13 @@ def sweep(now=None) -> dict[str, int]:
     return counts
 
 
+def _step(row: StepRun):
+    facts = run_facts(row.run_id)
+    return version_spec_by_id(facts.version_id, facts.content_hash).step(row.step_id)
+
+
 def _publish(row: StepRun, *, attempt: int, countdown: float | None = None) -> None:
-    step = version_spec(row.run.version).step(row.step_id)
+    step = _step(row)
     task_id = new_task_id()
     StepRun.objects.filter(pk=row.pk).update(task_id=task_id)
     signature = step_signature(step_run_id=row.pk, attempt=attempt, step=step, task_id=task_id)
@@ -57,11 +63,11 @@ def requeue_lost(now) -> int:
     What remains is a message held by a dead worker, or never published (broker down at commit).
     """
     cutoff = now - timedelta(seconds=settings.CHORDFLOW_REQUEUE_AFTER)
-    rows = StepRun.objects.filter(status=S.QUEUED, queued_at__lt=cutoff).select_related("run__version")[:BATCH]
+    rows = StepRun.objects.filter(status=S.QUEUED, queued_at__lt=cutoff)[:BATCH]
     depths: dict[str, int | None] = {}
     count = 0
     for row in rows:
-        queue = version_spec(row.run.version).step(row.step_id).queue
+        queue = _step(row).queue
         if queue not in depths:
             depths[queue] = queue_depth(queue)
         if depths[queue]:
@@ -77,7 +83,7 @@ def fire_due_retries(now) -> int:
     parked = StepRun.objects.filter(status=S.RETRYING, next_retry_at__lte=now, task_id="")
     lost = StepRun.objects.filter(status=S.RETRYING, next_retry_at__lt=lost_cutoff)
     count = 0
-    for row in (parked | lost).select_related("run__version")[:BATCH]:
+    for row in (parked | lost)[:BATCH]:
         _publish(row, attempt=row.attempts + 1)
         count += 1
     return count
@@ -87,10 +93,10 @@ def expire_overdue_attempts(now) -> int:
     grace = settings.CHORDFLOW_TIMEOUT_GRACE
     running = StepRun.objects.filter(
         status=S.RUNNING, branch_count__isnull=True, started_at__lt=now - timedelta(seconds=grace)
-    ).select_related("run__version")[:BATCH]
+    )[:BATCH]
     count = 0
     for row in running:
-        step = version_spec(row.run.version).step(row.step_id)
+        step = _step(row)
         if row.started_at + timedelta(seconds=step.timeout + grace) > now:
             continue
         failure = attempts.Failure(

@@ -1,12 +1,12 @@
 """REST endpoints for runs: start, list, read, steps' branches, events, cancel, retry."""
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import ErrorSerializer, InOrderPagination, NewestFirstPagination
+from config.rest import InOrderPagination, NewestFirstPagination, error_responses
 from executions import selectors
 from executions.models import Run
 from executions.serializers import (
@@ -24,15 +24,7 @@ VIEW, START = ["executions.view_run"], ["executions.add_run"]
 
 
 def errors(*codes: int) -> dict:
-    described = {
-        400: "Bad input: every problem with its place.",
-        401: "No credentials, or wrong ones.",
-        403: "Missing permission.",
-        404: "No such run, workflow or step.",
-        409: "The run's state does not allow this.",
-        413: "Body over the size limit.",
-    }
-    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+    return error_responses(*codes, c404="No such run, workflow or step.", c409="The run's state does not allow this.")
 
 
 def get_run(run_id: str) -> Run:
@@ -134,25 +126,34 @@ class RunEventsView(GenericAPIView):
         return self.get_paginated_response(EventOutput(page, many=True).data)
 
 
-class RunCancelView(GenericAPIView):
-    required_permissions = {"POST": ["executions.cancel_run"]}
+class _RunCommandView(GenericAPIView):
+    """A state change of a run: 202 with the run, or 409 saying why its state does not allow it."""
+
     serializer_class = RunDetailOutput
+    service = staticmethod(run_cancel)
+
+    def post(self, request, run_id: str):
+        run = self.service(run_id=get_run(run_id).pk, by=by(request))
+        return Response(detail(get_run(str(run.pk))), status=status.HTTP_202_ACCEPTED)
+
+
+class RunCancelView(_RunCommandView):
+    required_permissions = {"POST": ["executions.cancel_run"]}
+    service = staticmethod(run_cancel)
 
     @extend_schema(
         request=None, responses={202: RunDetailOutput, **errors(401, 403, 404, 409)}, operation_id="runs_cancel"
     )
     def post(self, request, run_id: str):
-        run = run_cancel(run_id=get_run(run_id).pk, by=by(request))
-        return Response(detail(get_run(str(run.pk))), status=status.HTTP_202_ACCEPTED)
+        return super().post(request, run_id)
 
 
-class RunRetryView(GenericAPIView):
+class RunRetryView(_RunCommandView):
     required_permissions = {"POST": ["executions.retry_run"]}
-    serializer_class = RunDetailOutput
+    service = staticmethod(run_retry)
 
     @extend_schema(
         request=None, responses={202: RunDetailOutput, **errors(401, 403, 404, 409)}, operation_id="runs_retry"
     )
     def post(self, request, run_id: str):
-        run = run_retry(run_id=get_run(run_id).pk, by=by(request))
-        return Response(detail(get_run(str(run.pk))), status=status.HTTP_202_ACCEPTED)
+        return super().post(request, run_id)

@@ -1,26 +1,19 @@
 """REST endpoints for workflows: list, create, read, update (a new version), versions."""
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import Conflict, ErrorSerializer, ListPagination
+from config.rest import Conflict, ListPagination, error_responses
 from workflows import selectors
 from workflows.models import Workflow
 from workflows.serializers import VersionOutput, WorkflowCreateInput, WorkflowOutput, WorkflowUpdateInput
 from workflows.services import workflow_save
 
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Bad input: every problem with its place."),
-    401: OpenApiResponse(ErrorSerializer, description="No credentials, or wrong ones."),
-    403: OpenApiResponse(ErrorSerializer, description="Missing permission."),
-    404: OpenApiResponse(ErrorSerializer, description="No such workflow."),
-    409: OpenApiResponse(ErrorSerializer, description="The slug is taken."),
-    413: OpenApiResponse(ErrorSerializer, description="Body over the size limit."),
-}
+ERRORS = error_responses(400, 401, 403, 404, 409, 413, c404="No such workflow.", c409="The slug is taken.")
 
 
 def get_workflow(slug: str) -> Workflow:
