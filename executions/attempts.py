@@ -106,7 +106,7 @@ def step_succeed(*, row: StepRun, output: Any) -> None:
             attempt=row.attempts,
         )
         if row.parent_id is None:
-            services.advance_locked(row.run_id)
+            services.advance_locked(row.run_id, succeeded=row.step_id)
         else:
             _branch_finished(row.parent_id)
 
@@ -222,4 +222,4 @@ def _join(parent_id: int) -> None:
     if not set_step(parent_id, S.SUCCEEDED, output=outputs, finished_at=timezone.now()):
         return
     events.record(parent["run_id"], "step.succeeded", step=parent["step_id"], status=S.SUCCEEDED, branches=len(outputs))
-    services.advance_locked(parent["run_id"])
+    services.advance_locked(parent["run_id"], succeeded=parent["step_id"])

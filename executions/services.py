@@ -110,30 +110,56 @@ def run_advance(*, run_id: Any) -> None:
         advance_locked(run_id)
 
 
-def _lock_run(run_id: Any) -> Run | None:
-    return Run.objects.select_for_update(of=("self",)).select_related("workflow", "version").filter(pk=run_id).first()
-
-
 LIGHT_STEP_FIELDS = ("id", "run_id", "step_id", "status", "attempts")
 
 
-def advance_locked(run_id: Any) -> None:
+def advance_locked(run_id: Any, *, succeeded: str | None = None) -> None:
     """run_advance for callers already inside a transaction (a step that just finished).
 
-    One query locks the run's row and reads its steps' statuses; outputs are read only for the steps
-    that the ready steps' expressions read, and the definition not at all (its spec is cached).
+    One query locks the run's row and reads step statuses; outputs are read only for the steps that
+    the ready steps' expressions read, and the definition not at all (its spec is cached). When the
+    caller names the step that just `succeeded`, only its neighbourhood is read first: the steps that
+    depend on it and what they need. That keeps a long chain from reading every step on every step;
+    anything that needs the whole picture (nothing became ready, a step finished at once, the run
+    was waiting) falls back to reading every step.
     """
-    rows = list(
+    facts = run_facts(run_id)
+    spec = version_spec_by_id(facts.version_id, facts.content_hash)
+    steps = (
         StepRun.objects.filter(run_id=run_id, branch_index__isnull=True)
         .select_related("run")
         .select_for_update(of=("run",))
         .only(*LIGHT_STEP_FIELDS, "run__status", "run__input", "run__version_id", "run__workflow_id")
     )
+    if succeeded is not None and spec.neighbourhood.get(succeeded):
+        rows = list(steps.filter(step_id__in=spec.neighbourhood[succeeded]))
+        if not rows or rows[0].run.status not in RUN_ACTIVE:
+            return
+        if _advance_neighbourhood(rows[0].run, spec, {row.step_id: row for row in rows}):
+            return
+    rows = list(steps)
     if not rows or rows[0].run.status not in RUN_ACTIVE:
         return
-    run = rows[0].run
-    facts = run_facts(run.pk)
-    _advance(run, version_spec_by_id(facts.version_id, facts.content_hash), {row.step_id: row for row in rows})
+    _advance(rows[0].run, spec, {row.step_id: row for row in rows})
+
+
+def _advance_neighbourhood(run: Run, spec: WorkflowSpec, rows: dict[str, StepRun]) -> bool:
+    """Start what became ready among `rows`. False when the caller must advance with every step."""
+    if run.status != R.RUNNING:
+        return False
+    ready = planning.ready_steps(spec, {step_id: row.status for step_id, row in rows.items()})
+    if not ready:
+        return False
+    plan = DispatchPlan(run_id=str(run.pk))
+    context = _Context(run, rows)
+    context.need(set().union(*(spec.step(step_id).reads for step_id in ready)))
+    for step_id in ready:
+        if not _start_step(run, spec.step(step_id), rows[step_id], context, plan):
+            return True  # the step's failure failed the whole run
+    plan.join = planning.is_joined(spec, [s for s in ready if rows[s].status == S.QUEUED])
+    plan.send_on_commit()
+    # A step that was skipped or finished at once may make steps outside the neighbourhood ready.
+    return all(rows[step_id].status in (S.QUEUED, S.RUNNING, S.WAITING) for step_id in ready)
 
 
 def _lock_run(run_id: Any) -> Run | None:

@@ -74,3 +74,17 @@ class WorkflowSpec:
     @cached_property
     def dependencies(self) -> dict[str, tuple[str, ...]]:
         return {step.id: step.depends_on for step in self.steps}
+
+    @cached_property
+    def neighbourhood(self) -> dict[str, frozenset[str]]:
+        """For each step: the steps that depend on it, their dependencies, and what they read.
+
+        After a step succeeds, only these can become ready, and only these are needed to decide it.
+        """
+        result: dict[str, frozenset[str]] = {}
+        for step in self.steps:
+            dependents = [other for other in self.steps if step.id in other.depends_on]
+            result[step.id] = frozenset(
+                {d.id for d in dependents}.union(*(set(d.depends_on) | set(d.reads) for d in dependents))
+            )
+        return result

@@ -204,3 +204,26 @@ def test_a_long_retry_delay_is_parked_in_the_database_and_fired_by_the_sweep(set
     assert sweep()["retries_fired"] == 0
     assert sweep(now=timezone.now() + timedelta(seconds=51))["retries_fired"] == 1
     assert queue_depth(NOWHERE) == 1
+
+
+def chain_step_queries(length: int) -> int:
+    steps_ = [{"id": f"s{i}", "action": "echo", **({"depends_on": [f"s{i - 1}"]} if i else {})} for i in range(length)]
+    run, _ = run_start(workflow=workflow(steps(*steps_, defaults={"queue": NOWHERE})))
+    for index in range(length // 2):
+        play(step_row(run, f"s{index}"))
+    middle = step_row(run, f"s{length // 2}")
+    with CaptureQueriesContext(connection) as captured:
+        play(middle)
+    assert step_row(run, f"s{length // 2 + 1}").status == StepStatus.QUEUED
+    return len(captured)
+
+
+def test_a_chain_step_reads_its_neighbourhood_not_every_step():
+    assert chain_step_queries(6) == chain_step_queries(60)
+    # and the rows it reads do not grow either: only the next step and what it needs
+    steps_ = [{"id": f"s{i}", "action": "echo", **({"depends_on": [f"s{i - 1}"]} if i else {})} for i in range(40)]
+    run, _ = run_start(workflow=workflow(steps(*steps_, defaults={"queue": NOWHERE})))
+    with CaptureQueriesContext(connection) as captured:
+        play(step_row(run, "s0"))
+    advance = next(q["sql"] for q in captured.captured_queries if "executions_run" in q["sql"] and "IN (" in q["sql"])
+    assert "'s0'" in advance and "'s1'" in advance and "'s2'" not in advance
