@@ -68,6 +68,11 @@ def test_make_run_serves_healthz_and_stops_on_sigint_leaving_no_process(tmp_path
         assert "Development superuser: admin / " in output
         assert "order-pipeline v1" in output  # the example workflows are loaded
 
+        # Stop only once the worker is up, so that what is proved is a warm shutdown of a running worker.
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text():
+            assert time.monotonic() < deadline, f"the worker did not get ready:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
         devstack.send_signal(signal.SIGINT)
         assert devstack.wait(timeout=90) == 0
         _, alive = psutil.wait_procs(family, timeout=5)
