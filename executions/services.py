@@ -14,7 +14,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from executions import events, planning, step_types
-from executions.dispatch import DispatchPlan, new_task_id, revoke_on_commit, step_signature
+from executions.dispatch import DispatchPlan, new_task_id, publish_chord, revoke_on_commit
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
 from executions.models import Run, StepRun
 from executions.selectors import run_facts
@@ -291,10 +291,7 @@ def _fan_out(run: Run, step: StepSpec, row: StepRun, items: list, params: list, 
     )
     events.record(run.pk, "step.queued", step=step.id, status=S.QUEUED, branches=len(items))
     events.record(run.pk, "step.started", step=step.id, status=S.RUNNING, branches=len(items))
-    plan.add_map(
-        row.pk,
-        [step_signature(step_run_id=b.pk, attempt=1, step=step, task_id=b.task_id) for b in branches],
-    )
+    plan.add_map(row.pk, step, [(branch.pk, branch.task_id) for branch in branches])
 
 
 def _fail_unstarted(run: Run, step: StepSpec, row: StepRun, context: _Context, message: str) -> bool:
@@ -510,3 +507,24 @@ def step_resolve(
         else:
             raise ValueError(f"unknown outcome {outcome!r}: succeed, fail, skip or retry")
     return True
+
+
+def fan_out_publish(*, parent_id: int) -> int:
+    """Publish the chord of a fan-out too wide to publish in the transaction's caller. Returns the width.
+
+    Only branches still queued for their first attempt are published: run twice, the second
+    publish finds them claimed and its messages do nothing.
+    """
+    parent = StepRun.objects.filter(pk=parent_id).values("run_id", "step_id", "status").first()
+    if parent is None or parent["status"] != S.RUNNING:
+        return 0
+    facts = run_facts(parent["run_id"])
+    step = version_spec_by_id(facts.version_id, facts.content_hash).step(parent["step_id"])
+    branches = list(
+        StepRun.objects.filter(parent_id=parent_id, status=S.QUEUED, attempts=0)
+        .order_by("branch_index")
+        .values_list("pk", "task_id")
+    )
+    if branches:
+        publish_chord(parent_id=parent_id, step=step, branches=branches)
+    return len(branches)

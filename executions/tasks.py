@@ -47,6 +47,12 @@ def step_join(parent_id: int) -> None:
     attempts.step_join(parent_id=parent_id)
 
 
+@shared_task(name="executions.publish_fan_out", acks_late=True, ignore_result=True, autoretry_for=TRANSIENT_ERRORS)
+def publish_fan_out(parent_id: int) -> int:
+    """Publish a wide for_each's chord on a worker, so the transaction that fanned out returns at once."""
+    return services.fan_out_publish(parent_id=parent_id)
+
+
 @shared_task(name="executions.sweep", ignore_result=True)
 def sweep() -> dict:
     """Run by beat: repair lost messages, overdue attempts and stalled runs."""

@@ -203,6 +203,8 @@ CHORDFLOW_REQUEUE_AFTER = env_int("CHORDFLOW_REQUEUE_AFTER", 120)
 CHORDFLOW_TIMEOUT_GRACE = env_int("CHORDFLOW_TIMEOUT_GRACE", 30)
 CHORDFLOW_STALL_AFTER = env_int("CHORDFLOW_STALL_AFTER", 30)
 CHORDFLOW_BROADCAST_EVENTS = env_bool("CHORDFLOW_BROADCAST_EVENTS", True)
+# A for_each wider than this is published by a worker task (about 0.8 ms a branch), not by the caller.
+CHORDFLOW_INLINE_FAN_OUT = env_int("CHORDFLOW_INLINE_FAN_OUT", 200)
 CELERY_BEAT_SCHEDULE = {
     "chordflow-sweep": {"task": "executions.sweep", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
     "chordflow-approvals-expire": {"task": "approvals.expire", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},

@@ -227,3 +227,26 @@ def test_a_chain_step_reads_its_neighbourhood_not_every_step():
         play(step_row(run, "s0"))
     advance = next(q["sql"] for q in captured.captured_queries if "executions_run" in q["sql"] and "IN (" in q["sql"])
     assert "'s0'" in advance and "'s1'" in advance and "'s2'" not in advance
+
+
+def test_a_wide_fan_out_is_published_by_a_worker_task_with_only_unclaimed_branches():
+    from executions.services import fan_out_publish
+
+    wf = workflow(steps({"id": "m", "action": "echo", "for_each": "{{ input.xs }}"}, defaults={"queue": NOWHERE}))
+    run, _ = run_start(workflow=wf, input={"xs": list(range(50))})
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(NOWHERE)
+    first = StepRun.objects.get(run=run, branch_index=0)
+    attempts.step_claim(step_run_id=first.pk, attempt=1)
+    assert fan_out_publish(parent_id=step_row(run, "m").pk) == 49
+    assert queue_depth(NOWHERE) == 49
+
+
+def test_the_caller_of_a_wide_fan_out_publishes_one_small_task(settings):
+    settings.CHORDFLOW_INLINE_FAN_OUT = 10
+    wf = workflow(steps({"id": "m", "action": "echo", "for_each": "{{ input.xs }}"}, defaults={"queue": NOWHERE}))
+    run_start(workflow=wf, input={"xs": list(range(30))})
+    assert queue_depth(NOWHERE) == 1  # the publish task, for a worker of the step's queue; not 30 branches
+    with app.connection_for_write() as conn:
+        body = conn.default_channel.client.lindex(NOWHERE, 0)
+    assert b"executions.publish_fan_out" in body
