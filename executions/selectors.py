@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 
 from executions.models import Run, RunEvent, StepRun
+from workflows.services import version_spec
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def run_steps(run: Run) -> list[StepRun]:
     )
     for row in branch_totals:
         counts[row["step_id"]][row["status"]] = row["n"]
-    order = [step["id"] for step in run.version.definition.get("steps", []) if isinstance(step, dict)]
+    order = [step.id for step in version_spec(run.version).steps]
     ordered = [rows[step_id] for step_id in order if step_id in rows]
     for row in ordered:
         row.branch_counts = dict(counts[row.step_id]) if row.branch_count is not None else None

@@ -18,6 +18,7 @@ from executions.serializers import (
     RunStartInput,
 )
 from executions.services import run_cancel, run_retry, run_start
+from workflows.services import version_spec
 from workflows.views import get_workflow
 
 VIEW, START = ["executions.view_run"], ["executions.add_run"]
@@ -105,7 +106,7 @@ class RunBranchesView(GenericAPIView):
     )
     def get(self, request, run_id: str, step_id: str):
         run = get_run(run_id)
-        if step_id not in {s["id"] for s in run.version.definition.get("steps", []) if isinstance(s, dict)}:
+        if step_id not in version_spec(run.version).steps_by_id:
             raise NotFound(f"run {run.pk} has no step {step_id!r}")
         page = self.paginate_queryset(selectors.step_branches(run, step_id))
         return self.get_paginated_response(BranchOutput(page, many=True).data)

@@ -11,7 +11,7 @@ from executions.models import Run, RunEvent, StepRun
 from executions.services import run_cancel, run_retry, run_start
 from executions.states import RunStatus, StepStatus
 from tests.support.actions import counter, executions_key
-from tests.support.runs import step_row, steps, wait_for_run, workflow
+from tests.support.runs import step_row, steps, wait_for_run, wait_until, workflow
 from workflows.exceptions import InputValidationError
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -31,7 +31,7 @@ def test_cancel_stops_the_run_and_a_task_that_finishes_afterwards_changes_nothin
     assert cancelled.status == RunStatus.CANCELLED
     assert {r.status for r in StepRun.objects.filter(run=run)} == {StepStatus.CANCELLED}
     # The running attempt still finishes on the worker; its success must change nothing.
-    _wait_until(lambda: int(counter().get(executions_key(str(run.pk), "slow")) or 0) == 1)
+    wait_until(lambda: int(counter().get(executions_key(str(run.pk), "slow")) or 0) == 1, timeout=20)
     time.sleep(0.5)  # let the finished attempt try to record its success
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
@@ -116,12 +116,5 @@ def test_input_that_breaks_the_schema_is_refused_with_every_error_and_no_run():
     assert Run.objects.count() == 0
 
 
-def _wait_until(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
-
-
 def _wait_step(run, step_id: str, status: str) -> None:
-    _wait_until(lambda: step_row(run, step_id).status == status)
+    wait_until(lambda: step_row(run, step_id).status == status, timeout=20, what=f"{step_id} {status}")

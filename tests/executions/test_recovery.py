@@ -9,7 +9,7 @@ from executions.services import run_start
 from executions.states import RUN_FINISHED, RunStatus, StepStatus
 from executions.sweeper import sweep
 from tests.support.actions import counter, executions_key
-from tests.support.runs import step_row, steps, wait_for_run, workflow
+from tests.support.runs import step_row, steps, wait_for_run, wait_until, workflow
 from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,13 +26,6 @@ def heal_until_finished(run, timeout: float = 90):
             return run
         time.sleep(0.5)
     return wait_for_run(run.pk, timeout=0)
-
-
-def wait_until(predicate, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 def test_kill_9_mid_step_then_a_new_worker_completes_the_run_without_rerunning_succeeded_steps():

@@ -37,5 +37,13 @@ def wait_for_run(run_id, *, timeout: float = 60, statuses=RUN_FINISHED) -> Run:
     raise AssertionError(f"run {run_id} is {run.status} after {timeout}s; steps {step_rows}; events {events[-30:]}")
 
 
+def wait_until(predicate, *, timeout: float = 30, what: str = "condition") -> None:
+    """Poll `predicate` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
+        time.sleep(0.05)
+
+
 def step_row(run, step_id: str) -> StepRun:
     return StepRun.objects.get(run=run, step_id=step_id, branch_index__isnull=True)
