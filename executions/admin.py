@@ -276,3 +276,6 @@ class StepRunAdmin(ReadOnlyAdmin):
     @admin.display(description="output")
     def output_pretty(self, obj):
         return pretty(obj.output)
+
+
+from executions import admin_workflows  # noqa: E402, F401  (registers the workflow admin with its start view)

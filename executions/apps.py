@@ -8,6 +8,7 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from executions import signals
+        from executions import broadcast, events, signals
 
         signals.connect()
+        events.subscribe(broadcast.publish)

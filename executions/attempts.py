@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
-from executions import events, services, sql
-from executions.dispatch import revoke_on_commit
+from executions import events, transitions
+from executions.advance import advance_locked
+from executions.branches import branch_failed, branch_finished
 from executions.models import StepRun
+from executions.planning import error_dict
+from executions.resolve import step_give_up
 from executions.selectors import run_facts
-from executions.services import S, error_dict, set_step
-from executions.states import STEP_SOURCES
+from executions.states import StepMove
 from workflows.actions import ActionContext, get_action
 from workflows.exceptions import PermanentError, RetryableError
 from workflows.services import version_spec_by_id
@@ -28,6 +33,8 @@ from workflows.spec import StepSpec
 logger = logging.getLogger(__name__)
 
 TRACEBACK_LIMIT = 4000
+RECORD_TRIES = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,13 +49,7 @@ class Failure:
 def step_claim(*, step_run_id: int, attempt: int) -> StepRun | None:
     """Move attempt `attempt` from queued/retrying to running. None when it was already claimed or is moot."""
     with transaction.atomic(), events.event_batch():
-        row = sql.claim(step_run_id=step_run_id, attempt=attempt, now=timezone.now())
-        if row is None:
-            return None
-        events.record(
-            row.run_id, "step.started", step=row.step_id, branch=row.branch_index, status=S.RUNNING, attempt=attempt
-        )
-    return row
+        return transitions.step_claim(step_run_id=step_run_id, attempt=attempt, now=timezone.now())
 
 
 def step_execute(*, step_run_id: int, attempt: int) -> float | None:
@@ -93,22 +94,41 @@ def _check_json(output: Any) -> None:
         raise PermanentError(f"the action's output is not JSON-serializable: {exc}") from None
 
 
+def recorded(record: Callable[[], T]) -> T:
+    """Run `record` in one transaction and event batch; on a deadlock (or SQLite's lock timeout) run it again.
+
+    An attempt's outcome is written after its claim committed. Rolled back and left to Celery's
+    retry, it would be lost: the redelivered task finds the attempt claimed and does nothing. On
+    PostgreSQL a branch that fails (locking its step, then its siblings) and a sibling that succeeds
+    (locking itself, then the step) can deadlock; the database aborts one, which runs again here.
+    """
+    for attempt in range(RECORD_TRIES):
+        try:
+            with transaction.atomic(), events.event_batch():
+                return record()
+        except OperationalError:
+            if attempt == RECORD_TRIES - 1:
+                raise
+            logger.info("recording an attempt's outcome hit a lock conflict; trying again", exc_info=True)
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 (jitter, not a secret)
+    raise AssertionError("unreachable")
+
+
 def step_succeed(*, row: StepRun, output: Any) -> None:
-    with transaction.atomic(), events.event_batch():
-        if not set_step(row.pk, S.SUCCEEDED, output=output, finished_at=timezone.now(), **_NO_ERROR):
-            return  # cancelled meanwhile, or a duplicate: nothing changes
-        events.record(
-            row.run_id,
-            "step.succeeded",
-            step=row.step_id,
-            branch=row.branch_index,
-            status=S.SUCCEEDED,
-            attempt=row.attempts,
-        )
-        if row.parent_id is None:
-            services.advance_locked(row.run_id, succeeded=row.step_id)
-        else:
-            _branch_finished(row.parent_id)
+    recorded(lambda: _succeed(row, output))
+
+
+def _succeed(row: StepRun, output: Any) -> None:
+    fields = {"output": output, "finished_at": timezone.now(), **_NO_ERROR}
+    if not transitions.move_step(
+        StepMove.SUCCEED, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index, fields=fields,
+        attempt=row.attempts,
+    ):  # fmt: skip
+        return  # cancelled meanwhile, or a duplicate: nothing changes
+    if row.parent_id is None:
+        advance_locked(row.run_id, succeeded=row.step_id)
+    else:
+        branch_finished(row.parent_id)
 
 
 _NO_ERROR = {"error_type": "", "error_message": "", "error_traceback": "", "next_retry_at": None}
@@ -124,102 +144,47 @@ def attempt_failed(*, row: StepRun, step: StepSpec, failure: Failure) -> float |
     if failure.retry_after is not None:
         delay = max(delay, failure.retry_after)
     parked = delay > settings.CHORDFLOW_MAX_COUNTDOWN  # too long for a countdown: the sweeper fires it
-    with transaction.atomic(), events.event_batch():
-        if not set_step(
-            row.pk,
-            S.RETRYING,
-            next_retry_at=timezone.now() + timedelta(seconds=delay),
-            error_type=failure.type,
-            error_message=failure.message,
-            error_traceback=failure.traceback,
-            **({"task_id": ""} if parked else {}),
-        ):
-            return None
-        events.record(
-            row.run_id,
-            "step.retrying",
-            step=row.step_id,
-            branch=row.branch_index,
-            status=S.RETRYING,
-            attempt=row.attempts,
-            delay=round(delay, 3),
-            message=f"{failure.type}: {failure.message}",
-        )
+    fields = {
+        "next_retry_at": timezone.now() + timedelta(seconds=delay),
+        "error_type": failure.type,
+        "error_message": failure.message,
+        "error_traceback": failure.traceback,
+        **({"task_id": ""} if parked else {}),
+    }
+    if not recorded(lambda: _retry_later(row, failure, delay, fields)):
+        return None
     return None if parked else delay
+
+
+def _retry_later(row: StepRun, failure: Failure, delay: float, fields: dict) -> bool:
+    return transitions.move_step(
+        StepMove.RETRY_LATER, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index,
+        message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts, delay=round(delay, 3),
+    )  # fmt: skip
 
 
 def step_fail(*, row: StepRun, step: StepSpec, failure: Failure) -> None:
     """The step (or branch) has failed for good; its on_failure decides what the run does."""
+    recorded(lambda: _fail(row, step, failure))
+
+
+def _fail(row: StepRun, step: StepSpec, failure: Failure) -> None:
     error = error_dict(step=row.step_id, branch=row.branch_index, error_type=failure.type, message=failure.message)
-    with transaction.atomic(), events.event_batch():
-        if row.parent_id is None:
-            services.step_give_up(
-                run_id=row.run_id,
-                step=step,
-                step_run_id=row.pk,
-                error=error,
-                traceback=failure.traceback,
-                attempt=row.attempts,
-            )
-            return
-        fields = {"error_type": failure.type, "error_message": failure.message, "error_traceback": failure.traceback}
-        if not set_step(row.pk, S.FAILED, finished_at=timezone.now(), next_retry_at=None, **fields):
-            return
-        events.record(
-            row.run_id, "step.failed", step=row.step_id, branch=row.branch_index, status=S.FAILED,
-            attempt=row.attempts, message=f"{failure.type}: {failure.message}",
+    if row.parent_id is None:
+        step_give_up(
+            run_id=row.run_id, step=step, step_run_id=row.pk, error=error, traceback=failure.traceback,
+            attempt=row.attempts,
         )  # fmt: skip
-        sql.count_branch(row.parent_id)
-        if not _fail_parent(row, failure):
-            return
-        if step.continues_on_failure:
-            services.advance_locked(row.run_id)
-        else:
-            services.run_fail(run_id=row.run_id, error=error)
-
-
-def _fail_parent(branch: StepRun, failure: Failure) -> bool:
-    """A failed branch fails its for_each step and cancels its other branches. False if already done."""
-    message = f"branch {branch.branch_index} failed: {failure.type}: {failure.message}"
-    if not set_step(
-        branch.parent_id, S.FAILED, finished_at=timezone.now(), error_type=failure.type, error_message=message
-    ):
-        return False
-    events.record(branch.run_id, "step.failed", step=branch.step_id, status=S.FAILED, message=message)
-    siblings = StepRun.objects.filter(parent_id=branch.parent_id, status__in=STEP_SOURCES[S.CANCELLED])
-    task_ids = list(siblings.exclude(task_id="").values_list("task_id", flat=True))
-    services.set_steps(siblings, S.CANCELLED, finished_at=timezone.now())
-    revoke_on_commit(task_ids)
-    return True
-
-
-def _branch_finished(parent_id: int) -> None:
-    """Count one finished branch on its parent; the branch that completes the count joins them."""
-    done, count, status = sql.count_branch(parent_id)
-    if done >= (count or 0) and status == S.RUNNING:
-        _join(parent_id)
-
-
-def step_join(*, parent_id: int) -> None:
-    """Finish a for_each step whose branches are all done. Idempotent: the chord callback, the last
-    branch and the sweeper may all call it."""
-    with transaction.atomic(), events.event_batch():
-        _join(parent_id)
-
-
-def _join(parent_id: int) -> None:
-    """Inside a transaction: the step's output is its branches' outputs, in item order, gathered once."""
-    parent = (
-        StepRun.objects.filter(pk=parent_id)
-        .values("status", "branches_done", "branch_count", "run_id", "step_id")
-        .first()
-    )
-    if parent is None or parent["status"] != S.RUNNING or parent["branches_done"] < (parent["branch_count"] or 0):
         return
-    outputs = list(
-        StepRun.objects.filter(parent_id=parent_id).order_by("branch_index").values_list("output", flat=True)
-    )
-    if not set_step(parent_id, S.SUCCEEDED, output=outputs, finished_at=timezone.now()):
-        return
-    events.record(parent["run_id"], "step.succeeded", step=parent["step_id"], status=S.SUCCEEDED, branches=len(outputs))
-    services.advance_locked(parent["run_id"], succeeded=parent["step_id"])
+    fields = {
+        "error_type": failure.type,
+        "error_message": failure.message,
+        "error_traceback": failure.traceback,
+        "finished_at": timezone.now(),
+        "next_retry_at": None,
+    }
+    if transitions.move_step(
+        StepMove.FAIL, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index,
+        message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts,
+    ):  # fmt: skip
+        branch_failed(branch=row, step=step, error=error)

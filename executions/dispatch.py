@@ -14,11 +14,19 @@ from celery import chord, group
 from django.conf import settings
 from django.db import transaction
 
+from config.celery_app import app
 from workflows.spec import StepSpec
 
 logger = logging.getLogger(__name__)
 
 REVOKE_BATCH = 1000
+
+# The tasks' names: signatures are built by name, so this module needs nothing from executions.tasks.
+STEP_EXECUTE = "executions.step_execute"
+RUN_ADVANCE = "executions.run_advance"
+STEP_JOIN = "executions.step_join"
+PUBLISH_FAN_OUT = "executions.publish_fan_out"
+SWEEP = "executions.sweep"
 
 
 def new_task_id() -> str:
@@ -26,10 +34,9 @@ def new_task_id() -> str:
 
 
 def step_signature(*, step_run_id: int, attempt: int, step: StepSpec, task_id: str):
-    from executions.tasks import step_execute
-
-    return step_execute.signature(
-        (step_run_id, attempt),
+    return app.signature(
+        STEP_EXECUTE,
+        args=(step_run_id, attempt),
         task_id=task_id,
         queue=step.queue,
         soft_time_limit=step.timeout,
@@ -58,11 +65,9 @@ class DispatchPlan:
             transaction.on_commit(self.send)
 
     def send(self) -> None:
-        from executions.tasks import publish_fan_out, run_advance
-
         try:
             if self.steps and self.join:
-                chord(group(self.steps))(run_advance.si(str(self.run_id)))
+                chord(group(self.steps))(app.signature(RUN_ADVANCE, args=(str(self.run_id),), immutable=True))
             else:
                 # Outside a chord nothing reads a step task's result (the rows are the record): skip storing it.
                 for signature in self.steps:
@@ -75,7 +80,7 @@ class DispatchPlan:
                 if len(branches) > settings.CHORDFLOW_INLINE_FAN_OUT:
                     # Publishing costs about 0.8 ms a branch: a worker of the step's queue does it, and
                     # the caller (a REST request, say) returns now.
-                    publish_fan_out.apply_async((parent_id,), queue=step.queue, ignore_result=True)
+                    app.signature(PUBLISH_FAN_OUT, args=(parent_id,)).apply_async(queue=step.queue, ignore_result=True)
                 else:
                     publish_chord(parent_id=parent_id, step=step, branches=branches)
         except Exception:
@@ -84,16 +89,12 @@ class DispatchPlan:
 
 def publish_chord(*, parent_id: int, step: StepSpec, branches: list[tuple[int, str]]) -> None:
     """One chord: a task per branch, and a callback that joins them (idempotently, as the last branch does)."""
-    from executions.tasks import step_join
-
     signatures = [step_signature(step_run_id=pk, attempt=1, step=step, task_id=task_id) for pk, task_id in branches]
-    chord(group(signatures))(step_join.si(parent_id))
+    chord(group(signatures))(app.signature(STEP_JOIN, args=(parent_id,), immutable=True))
 
 
 def queue_depth(queue: str) -> int | None:
     """Messages waiting in a broker queue (not counting those reserved by workers); None if unknown."""
-    from config.celery_app import app
-
     try:
         with app.connection_for_read() as conn:
             return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
@@ -107,8 +108,6 @@ def revoke_on_commit(task_ids: list[str]) -> None:
         return
 
     def revoke() -> None:
-        from config.celery_app import app
-
         try:
             for start in range(0, len(task_ids), REVOKE_BATCH):
                 app.control.revoke(task_ids[start : start + REVOKE_BATCH])

@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import connection
 
 from executions.models import StepRun
-from executions.states import STEP_SOURCES, StepStatus
+from executions.states import StepStatus
 
 CLAIM_FIELDS = ("id", "run_id", "step_id", "branch_index", "parent_id", "input", "item", "attempts", "attempt_base")
 
@@ -24,10 +24,10 @@ def _returning() -> bool:
     return connection.features.can_return_columns_from_insert
 
 
-def claim(*, step_run_id: int, attempt: int, now: datetime) -> StepRun | None:
-    """Move attempt `attempt` to running (from queued or retrying, as states.py allows) and read what
-    the attempt needs, in one statement. None when the guard refuses (claimed already, or moot)."""
-    sources = sorted(STEP_SOURCES[StepStatus.RUNNING])
+def claim(*, step_run_id: int, attempt: int, now: datetime, sources: frozenset[str]) -> StepRun | None:
+    """Move attempt `attempt` to running from one of `sources` and read what the attempt needs, in one
+    statement. None when the guard refuses (claimed already, or moot). Call it through the gate."""
+    sources = sorted(sources)
     table = _q(StepRun._meta.db_table)
     where = f"id = %s AND attempts = %s AND status IN ({', '.join(['%s'] * len(sources))})"
     params = [StepStatus.RUNNING, attempt, connection.ops.adapt_datetimefield_value(now), step_run_id, attempt - 1]

@@ -1,6 +1,8 @@
-"""Run and step statuses, and the one table of transitions allowed between them."""
+"""Run and step statuses, and the named transitions between them: each move declares its own sources."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.db import models
 
@@ -28,30 +30,6 @@ class RunStatus(models.TextChoices):
 
 S, R = StepStatus, RunStatus
 
-# to-status: the statuses it may be reached from. A finished step or run leaves its status only
-# through an explicit retry (failed/cancelled -> pending/running), never through a late task.
-STEP_SOURCES: dict[StepStatus, frozenset[StepStatus]] = {
-    # Only a run retry moves finished steps back: the failed ones and everything downstream of them.
-    S.PENDING: frozenset({S.FAILED, S.CANCELLED, S.SKIPPED, S.SUCCEEDED}),
-    S.QUEUED: frozenset({S.PENDING, S.QUEUED, S.RETRYING, S.WAITING}),  # WAITING: an operator's retry
-    S.RUNNING: frozenset({S.PENDING, S.QUEUED, S.RETRYING}),  # PENDING: a for_each parent
-    S.RETRYING: frozenset({S.RUNNING}),
-    S.WAITING: frozenset({S.PENDING, S.QUEUED, S.RUNNING, S.RETRYING}),
-    S.SUCCEEDED: frozenset({S.PENDING, S.RUNNING, S.WAITING}),  # PENDING: an empty for_each
-    S.FAILED: frozenset({S.PENDING, S.QUEUED, S.RUNNING, S.RETRYING, S.WAITING}),
-    S.SKIPPED: frozenset({S.PENDING, S.WAITING}),
-    S.CANCELLED: frozenset({S.PENDING, S.QUEUED, S.RUNNING, S.RETRYING, S.WAITING}),
-}
-
-RUN_SOURCES: dict[RunStatus, frozenset[RunStatus]] = {
-    R.PENDING: frozenset(),
-    R.RUNNING: frozenset({R.PENDING, R.WAITING, R.FAILED, R.CANCELLED}),  # FAILED/CANCELLED: retry
-    R.WAITING: frozenset({R.RUNNING}),
-    R.SUCCEEDED: frozenset({R.PENDING, R.RUNNING, R.WAITING}),
-    R.FAILED: frozenset({R.PENDING, R.RUNNING, R.WAITING}),
-    R.CANCELLED: frozenset({R.PENDING, R.RUNNING, R.WAITING}),
-}
-
 STEP_FINISHED = frozenset({S.SUCCEEDED, S.FAILED, S.SKIPPED, S.CANCELLED})
 STEP_IN_FLIGHT = frozenset({S.QUEUED, S.RUNNING, S.RETRYING})
 STEP_UNFINISHED = frozenset(set(StepStatus) - STEP_FINISHED)
@@ -59,9 +37,68 @@ RUN_FINISHED = frozenset({R.SUCCEEDED, R.FAILED, R.CANCELLED})
 RUN_ACTIVE = frozenset({R.RUNNING, R.WAITING})
 
 
-def step_can(source: StepStatus, target: StepStatus) -> bool:
-    return source in STEP_SOURCES[target]
+@dataclass(frozen=True)
+class Transition:
+    """One named move: the statuses it may leave, the one it reaches, the event it records (if any).
+
+    A guarded UPDATE (executions.transitions) changes a row only while its status is among `sources`:
+    a redelivered message, a late retry or a task that finishes after a cancel finds zero rows.
+    """
+
+    name: str
+    sources: frozenset[str]
+    target: str
+    event: str | None
+
+    def allows(self, source: str) -> bool:
+        return source in self.sources
 
 
-def run_can(source: RunStatus, target: RunStatus) -> bool:
-    return source in RUN_SOURCES[target]
+def _step(name: str, sources: set[StepStatus], target: StepStatus, event: str | None) -> Transition:
+    return Transition(name, frozenset(sources), target, event)
+
+
+class StepMove:
+    """Every way a step or a branch changes status. A finished step leaves its status only by RESET."""
+
+    QUEUE = _step("queue", {S.PENDING}, S.QUEUED, "step.queued")  # its dependencies are satisfied
+    REQUEUE = _step("requeue", {S.QUEUED}, S.QUEUED, None)  # the sweep re-publishes a lost message
+    CLAIM = _step("claim", {S.QUEUED, S.RETRYING}, S.RUNNING, "step.started")  # an attempt starts
+    FAN_OUT = _step("fan out", {S.PENDING}, S.RUNNING, "step.started")  # a for_each step creates its branches
+    RETRY_LATER = _step("retry later", {S.RUNNING}, S.RETRYING, "step.retrying")  # an attempt failed; more left
+    SUCCEED = _step("succeed", {S.RUNNING}, S.SUCCEEDED, "step.succeeded")  # an attempt, or a for_each's join
+    SUCCEED_EMPTY = _step("succeed empty", {S.PENDING}, S.SUCCEEDED, "step.succeeded")  # for_each over []
+    FAIL = _step("fail", {S.RUNNING}, S.FAILED, "step.failed")  # the last attempt failed, or a branch did
+    FAIL_UNSTARTED = _step("fail unstarted", {S.PENDING}, S.FAILED, "step.failed")  # its expressions failed
+    SKIP = _step("skip", {S.PENDING}, S.SKIPPED, "step.skipped")  # `when` was false
+    WAIT = _step("wait", {S.PENDING}, S.WAITING, "step.waiting")  # a step a person finishes (approval)
+    ESCALATE = _step("escalate", {S.RUNNING}, S.WAITING, "step.waiting")  # failed for good; an operator decides
+    RESOLVE_SUCCEED = _step("resolve: succeed", {S.WAITING}, S.SUCCEEDED, "step.succeeded")
+    RESOLVE_SKIP = _step("resolve: skip", {S.WAITING}, S.SKIPPED, "step.skipped")
+    RESOLVE_FAIL = _step("resolve: fail", {S.WAITING}, S.FAILED, "step.failed")
+    RESOLVE_RETRY = _step("resolve: retry", {S.WAITING}, S.QUEUED, "step.queued")  # an operator's retry
+    CANCEL = _step("cancel", set(STEP_UNFINISHED), S.CANCELLED, "step.cancelled")
+    RESET = _step("reset", {S.FAILED, S.CANCELLED, S.SKIPPED, S.SUCCEEDED}, S.PENDING, None)  # a run retry
+
+
+def _run(name: str, sources: set[RunStatus], target: RunStatus, event: str) -> Transition:
+    return Transition(name, frozenset(sources), target, event)
+
+
+class RunMove:
+    """Every way a run changes status. A finished run leaves its status only by RETRY."""
+
+    START = _run("start", {R.PENDING}, R.RUNNING, "run.started")
+    WAIT = _run("wait", {R.RUNNING}, R.WAITING, "run.waiting")  # nothing in flight, a person decides
+    RESUME = _run("resume", {R.WAITING}, R.RUNNING, "run.started")
+    SUCCEED = _run("succeed", {R.RUNNING, R.WAITING}, R.SUCCEEDED, "run.succeeded")
+    FAIL = _run("fail", {R.PENDING, R.RUNNING, R.WAITING}, R.FAILED, "run.failed")
+    CANCEL = _run("cancel", {R.PENDING, R.RUNNING, R.WAITING}, R.CANCELLED, "run.cancelled")
+    RETRY = _run("retry", {R.FAILED, R.CANCELLED}, R.RUNNING, "run.started")
+
+
+def transitions(moves: type) -> list[Transition]:
+    return [value for value in vars(moves).values() if isinstance(value, Transition)]
+
+
+RUN_FINISH = {R.SUCCEEDED: RunMove.SUCCEED, R.FAILED: RunMove.FAIL, R.CANCELLED: RunMove.CANCEL}

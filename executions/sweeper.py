@@ -17,11 +17,13 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from executions import attempts, services
+from executions import attempts, transitions
+from executions.advance import run_advance
+from executions.branches import step_join
 from executions.dispatch import new_task_id, queue_depth, step_signature
 from executions.models import Run, StepRun
 from executions.selectors import run_facts
-from executions.states import STEP_IN_FLIGHT, RunStatus, StepStatus
+from executions.states import STEP_IN_FLIGHT, RunStatus, StepMove, StepStatus
 from workflows.services import version_spec_by_id
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ def requeue_lost(now) -> int:
             depths[queue] = queue_depth(queue)
         if depths[queue]:
             continue
-        if services.set_step(row.pk, S.QUEUED, queued_at=now):
+        if transitions.move_step(StepMove.REQUEUE, row.pk, run_id=row.run_id, fields={"queued_at": now}):
             _publish(row, attempt=row.attempts + 1)
             count += 1
     return count
@@ -117,7 +119,7 @@ def join_finished_maps() -> int:
         status=S.RUNNING, branch_count__isnull=False, branches_done__gte=F("branch_count")
     ).values_list("pk", flat=True)[:BATCH]
     for parent_id in parents:
-        attempts.step_join(parent_id=parent_id)
+        step_join(parent_id=parent_id)
     return len(parents)
 
 
@@ -131,5 +133,5 @@ def advance_stalled_runs(now) -> int:
         .values_list("pk", flat=True)[:BATCH]
     )
     for run_id in stalled:
-        services.run_advance(run_id=run_id)
+        run_advance(run_id=run_id)
     return len(stalled)

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from executions import attempts, services, sweeper
+from executions import advance, attempts, branches, dispatch, sweeper
 from workflows.definition import MAX_ATTEMPTS_LIMIT
 
 # Failures of our own infrastructure (a locked SQLite file, a dropped PostgreSQL connection) are
@@ -18,7 +18,7 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 @shared_task(
     bind=True,
-    name="executions.step_execute",
+    name=dispatch.STEP_EXECUTE,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=TRANSIENT_ERRORS,
@@ -35,25 +35,25 @@ def step_execute(self, step_run_id: int, attempt: int) -> None:
         raise self.retry(args=(step_run_id, attempt + 1), countdown=countdown, max_retries=MAX_ATTEMPTS_LIMIT)
 
 
-@shared_task(name="executions.run_advance", acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)
+@shared_task(name=dispatch.RUN_ADVANCE, acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)
 def run_advance(run_id: str) -> None:
     """A chord callback: start what the join made ready. A no-op when a step already did."""
-    services.run_advance(run_id=run_id)
+    advance.run_advance(run_id=run_id)
 
 
-@shared_task(name="executions.step_join", acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)
+@shared_task(name=dispatch.STEP_JOIN, acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)
 def step_join(parent_id: int) -> None:
     """A for_each chord callback: finish the step when every branch is done. A no-op when the last branch did."""
-    attempts.step_join(parent_id=parent_id)
+    branches.step_join(parent_id=parent_id)
 
 
-@shared_task(name="executions.publish_fan_out", acks_late=True, ignore_result=True, autoretry_for=TRANSIENT_ERRORS)
+@shared_task(name=dispatch.PUBLISH_FAN_OUT, acks_late=True, ignore_result=True, autoretry_for=TRANSIENT_ERRORS)
 def publish_fan_out(parent_id: int) -> int:
     """Publish a wide for_each's chord on a worker, so the transaction that fanned out returns at once."""
-    return services.fan_out_publish(parent_id=parent_id)
+    return branches.fan_out_publish(parent_id=parent_id)
 
 
-@shared_task(name="executions.sweep", ignore_result=True)
+@shared_task(name=dispatch.SWEEP, ignore_result=True)
 def sweep() -> dict:
     """Run by beat: repair lost messages, overdue attempts and stalled runs."""
     return sweeper.sweep()

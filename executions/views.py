@@ -18,8 +18,8 @@ from executions.serializers import (
     RunStartInput,
 )
 from executions.services import run_cancel, run_retry, run_start
+from workflows import selectors as workflow_selectors
 from workflows.services import version_spec
-from workflows.views import get_workflow
 
 VIEW, START = ["executions.view_run"], ["executions.add_run"]
 
@@ -33,6 +33,13 @@ def get_run(run_id: str) -> Run:
     if run is None:
         raise NotFound(f"no run with id {run_id!r}" + ("" if selectors.parse_run_id(run_id) else " (not a UUID)"))
     return run
+
+
+def get_workflow(slug: str):
+    workflow = workflow_selectors.workflow_get(slug)
+    if workflow is None:
+        raise NotFound(f"no workflow with slug {slug!r}")
+    return workflow
 
 
 def by(request) -> str:

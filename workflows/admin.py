@@ -1,4 +1,7 @@
-"""Admin for workflows: edit a definition (validated as the API does), see versions, start a run."""
+"""Admin for workflows: edit a definition (validated as the API does), see versions.
+
+Starting a run is added by the executions app (executions/admin_workflows.py): dependencies point one way.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,8 @@ import yaml
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
 from django.utils.html import format_html
 
-from executions.exceptions import RunNotAllowedError
-from executions.services import run_start
 from workflows.definition import parse_definition
 from workflows.exceptions import DefinitionError, InputValidationError
 from workflows.models import Workflow, WorkflowVersion
@@ -71,30 +70,14 @@ class VersionInline(admin.TabularInline):
         return False
 
 
-class StartRunForm(forms.Form):
-    input = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "style": "font-family: monospace"}),
-        initial="{}",
-        help_text="The run's input as JSON; it is checked against the workflow's input_schema.",
-    )
-    idempotency_key = forms.CharField(required=False, max_length=200)
-
-    def clean_input(self):
-        try:
-            return json.loads(self.cleaned_data["input"])
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"not valid JSON: {exc}") from None
-
-
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     form = WorkflowForm
-    list_display = ["slug", "name", "active", "current_version", "updated_at", "start_link"]
+    list_display = ["slug", "name", "active", "current_version", "updated_at"]
     list_filter = ["active"]
     search_fields = ["slug", "name"]
     readonly_fields = ["name", "description", "current_definition"]
     inlines = [VersionInline]
-    actions = ["start_run"]
 
     def get_queryset(self, request):
         return workflow_list()
@@ -109,10 +92,6 @@ class WorkflowAdmin(admin.ModelAdmin):
         latest = obj.latest_version() if obj.pk else None
         return pretty(latest.definition) if latest else "-"
 
-    @admin.display(description="")
-    def start_link(self, obj: Workflow):
-        return format_html('<a href="{}">Start a run</a>', reverse("admin:workflows_workflow_start", args=[obj.pk]))
-
     def save_model(self, request, obj, form, change):
         saved, version, created = workflow_save(
             slug=obj.slug, definition=form.cleaned_data["definition"], created_by=request.user
@@ -123,49 +102,6 @@ class WorkflowAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
         state = f"version {version.number} saved" if created else f"unchanged, still version {version.number}"
         messages.info(request, f"{saved.slug}: {state}")
-
-    def get_urls(self):
-        start = self.admin_site.admin_view(self.start_view)
-        return [path("<int:pk>/start/", start, name="workflows_workflow_start"), *super().get_urls()]
-
-    @admin.action(description="Start a run of the selected workflow")
-    def start_run(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one workflow to start a run of.", messages.WARNING)
-            return None
-        return redirect("admin:workflows_workflow_start", queryset.get().pk)
-
-    def start_view(self, request, pk: int):
-        if not request.user.has_perm("executions.add_run"):
-            self.message_user(request, "You need the permission to add runs.", messages.ERROR)
-            return redirect("admin:workflows_workflow_changelist")
-        workflow = get_object_or_404(Workflow, pk=pk)
-        form = StartRunForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                run, created = run_start(
-                    workflow=workflow,
-                    input=form.cleaned_data["input"],
-                    idempotency_key=form.cleaned_data["idempotency_key"] or None,
-                    started_by=f"user:{request.user.get_username()}",
-                    created_by=request.user,
-                )
-            except InputValidationError as exc:
-                form.add_error("input", problems_error(exc))
-            except RunNotAllowedError as exc:
-                form.add_error(None, str(exc))
-            else:
-                note = "started" if created else "already exists for that idempotency key"
-                self.message_user(request, f"Run {run.pk} {note}.", messages.SUCCESS)
-                return redirect("admin:executions_run_change", run.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "workflow": workflow,
-            "form": form,
-            "opts": self.model._meta,
-        }
-        context["title"] = f"Start a run of {workflow.slug}"
-        return render(request, "admin/workflows/start_run.html", context)
 
 
 @admin.register(WorkflowVersion)

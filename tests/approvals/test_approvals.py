@@ -1,7 +1,6 @@
 """Approval steps and escalations, end to end on a real worker and broker."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,6 @@ from django.utils import timezone
 from approvals.exceptions import ApprovalConflictError, NotAnApproverError
 from approvals.models import Approval, ApprovalKind, ApprovalStatus, Decision
 from approvals.services import approval_decide, approvals_expire
-from config.celery_app import app
 from executions.models import Run, RunEvent
 from executions.services import run_start
 from executions.states import RunStatus, StepStatus
@@ -247,15 +245,8 @@ def test_escalation_on_exhausted_retries(people, decision, run_status, charge_st
 def test_a_run_parked_on_an_approval_holds_no_worker(people, celery_worker):
     run, _approval = waiting_run()
 
-    def idle() -> bool:
-        inspect = app.control.inspect(destination=[celery_worker.node], timeout=2)
-        return inspect.active() == {celery_worker.node: []} and inspect.reserved() == {celery_worker.node: []}
-
     # A chord callback of an earlier test may still be finishing: give the worker a moment to drain.
-    deadline = time.monotonic() + 10
-    while not idle():
-        assert time.monotonic() < deadline, "the worker stays busy while the only run waits for a person"
-        time.sleep(0.2)
+    celery_worker.wait_idle(timeout=10)
     assert Run.objects.get(pk=run.pk).status == RunStatus.WAITING
     other, _ = run_start(
         workflow=workflow(steps({"id": "a", "action": "echo"}, {"id": "b", "action": "echo", "depends_on": ["a"]}))

@@ -1,7 +1,6 @@
 """Cancel, retry, idempotent starts and input validation, on a real worker."""
 
 import threading
-import time
 
 import pytest
 from django.db import connections
@@ -17,7 +16,7 @@ from workflows.exceptions import InputValidationError
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 
-def test_cancel_stops_the_run_and_a_task_that_finishes_afterwards_changes_nothing():
+def test_cancel_stops_the_run_and_a_task_that_finishes_afterwards_changes_nothing(celery_worker):
     wf = workflow(
         steps(
             {"id": "slow", "action": "test.sleep_then_record", "params": {"seconds": 1.5}},
@@ -32,7 +31,7 @@ def test_cancel_stops_the_run_and_a_task_that_finishes_afterwards_changes_nothin
     assert {r.status for r in StepRun.objects.filter(run=run)} == {StepStatus.CANCELLED}
     # The running attempt still finishes on the worker; its success must change nothing.
     wait_until(lambda: int(counter().get(executions_key(str(run.pk), "slow")) or 0) == 1, timeout=20)
-    time.sleep(0.5)  # let the finished attempt try to record its success
+    celery_worker.wait_idle()  # the finished attempt has tried to record its success
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
     assert step_row(run, "slow").status == StepStatus.CANCELLED

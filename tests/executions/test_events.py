@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
-from executions.events import ALL_RUNS_GROUP, run_group
+from executions.broadcast import ALL_RUNS_GROUP, run_group
 from executions.models import RunEvent
 from executions.services import run_start
 from tests.support.runs import steps, wait_for_run, workflow

@@ -4,72 +4,29 @@ Steps here go to a queue no worker reads, and the tests play the worker's part b
 services a task calls.
 """
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.celery_app import app
-from executions import attempts
+from executions import attempts, branches
 from executions.dispatch import queue_depth
 from executions.models import RunEvent, StepRun
-from executions.services import run_advance, run_start
+from executions.services import run_advance, run_cancel, run_retry, run_start
 from executions.states import RunStatus, StepStatus
 from executions.sweeper import sweep
 from tests.support.runs import step_row, steps, workflow
+from tests.support.services import NOWHERE, at_once, diamond, play, purge_nowhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
-NOWHERE = "nobody-reads-this"
 
 
 @pytest.fixture(autouse=True)
 def empty_queue():
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(NOWHERE)
-    yield
-
-
-def play(step_run: StepRun, output=None) -> None:
-    """Do what step_execute does for a successful attempt."""
-    row = attempts.step_claim(step_run_id=step_run.pk, attempt=step_run.attempts + 1)
-    assert row is not None
-    attempts.step_succeed(row=row, output=output)
-
-
-def at_once(*calls) -> None:
-    barrier = threading.Barrier(len(calls))
-    errors = []
-
-    def run(call):
-        try:
-            barrier.wait()
-            call()
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-
-
-def diamond():
-    return workflow(
-        steps(
-            {"id": "a", "action": "echo"},
-            {"id": "b", "action": "echo", "depends_on": ["a"]},
-            {"id": "c", "action": "echo", "depends_on": ["a"]},
-            {"id": "d", "action": "echo", "depends_on": ["b", "c"]},
-            defaults={"queue": NOWHERE},
-        )
-    )
+    purge_nowhere()
 
 
 def test_two_parallel_steps_finishing_at_the_same_moment_start_the_join_once():
@@ -108,7 +65,7 @@ def test_a_duplicated_callback_or_a_redelivered_attempt_changes_nothing():
     play(a)
     events_before = RunEvent.objects.filter(run=run).count()
     run_advance(run_id=run.pk)  # a duplicate chord callback
-    attempts.step_join(parent_id=a.pk)  # a join callback for a step that is no fan-out
+    branches.step_join(parent_id=a.pk)  # a join callback for a step that is no fan-out
     assert attempts.step_claim(step_run_id=a.pk, attempt=1) is None  # the same attempt delivered again
     assert attempts.step_execute(step_run_id=a.pk, attempt=1) is None
     assert RunEvent.objects.filter(run=run).count() == events_before
@@ -250,3 +207,89 @@ def test_the_caller_of_a_wide_fan_out_publishes_one_small_task(settings):
     with app.connection_for_write() as conn:
         body = conn.default_channel.client.lindex(NOWHERE, 0)
     assert b"executions.publish_fan_out" in body
+
+
+def test_a_run_whose_only_work_left_is_an_approval_reads_waiting_then_running_again():
+    """prep -> approval -> pay: once prep succeeds and the approval is pending, the run is waiting."""
+    from django.contrib.auth.models import User
+
+    from approvals.models import Approval
+    from approvals.services import approval_decide
+
+    User.objects.create_user("alice")
+    wf = workflow(
+        steps(
+            {"id": "prep", "action": "echo"},
+            {
+                "id": "approve",
+                "type": "approval",
+                "depends_on": ["prep"],
+                "params": {"approvers": {"users": ["alice"]}},
+            },
+            {"id": "pay", "action": "echo", "depends_on": ["approve"]},
+            defaults={"queue": NOWHERE},
+        )
+    )
+    run, _ = run_start(workflow=wf)
+    play(step_row(run, "prep"))
+    run.refresh_from_db()
+    assert (step_row(run, "approve").status, run.status) == (StepStatus.WAITING, RunStatus.WAITING)
+    approval = Approval.objects.get(run=run)
+    approval_decide(approval_id=approval.pk, user=User.objects.get(username="alice"), decision="approve")
+    run.refresh_from_db()
+    assert (step_row(run, "pay").status, run.status) == (StepStatus.QUEUED, RunStatus.RUNNING)
+    kinds = list(RunEvent.objects.filter(run=run, step_id="").values_list("kind", flat=True))
+    assert kinds == ["run.started", "run.waiting", "run.started"]
+
+
+def test_a_stale_message_cannot_start_a_step_whose_dependencies_have_not_run():
+    """u fails (continue), b after it is retrying; cancel, retry: b is pending, and a late message for
+    b's second attempt (its revoke lost) must not claim it before u runs again."""
+    wf = workflow(
+        steps(
+            {"id": "u", "action": "test.permanent", "on_failure": "continue"},
+            {"id": "b", "action": "test.flaky", "depends_on": ["u"], "params": {"succeed_on": 9}},
+            defaults={"queue": NOWHERE, "retry": {"max_attempts": 3, "backoff": 0.01, "jitter": False}},
+        )
+    )
+    run, _ = run_start(workflow=wf)
+    assert attempts.step_execute(step_run_id=step_row(run, "u").pk, attempt=1) is None
+    assert step_row(run, "u").status == StepStatus.FAILED
+    assert attempts.step_execute(step_run_id=step_row(run, "b").pk, attempt=1) is not None  # a countdown
+    assert step_row(run, "b").status == StepStatus.RETRYING
+    run_cancel(run_id=run.pk)
+    run_retry(run_id=run.pk)
+    assert (step_row(run, "u").status, step_row(run, "b").status) == (StepStatus.QUEUED, StepStatus.PENDING)
+    assert attempts.step_claim(step_run_id=step_row(run, "b").pk, attempt=2) is None
+    assert step_row(run, "b").status == StepStatus.PENDING
+    assert not RunEvent.objects.filter(run=run, step_id="b", kind="step.started", data__attempt=2).exists()
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_a_branch_failing_while_a_sibling_succeeds_records_both_outcomes(on_postgres, round_):
+    """The failing branch locks its step, then its siblings; the succeeding sibling locks itself, then
+    the step. PostgreSQL aborts one of the two: its outcome must be recorded all the same."""
+    wf = workflow(
+        steps(
+            {"id": "m", "action": "echo", "for_each": "{{ input.xs }}", "retry": {"max_attempts": 1}},
+            defaults={"queue": NOWHERE},
+        )
+    )
+    run, _ = run_start(workflow=wf, input={"xs": list(range(8))})
+    branches = list(StepRun.objects.filter(run=run, branch_index__isnull=False).order_by("branch_index"))
+    claimed = [attempts.step_claim(step_run_id=b.pk, attempt=1) for b in branches]
+    failure = attempts.Failure("Boom", "on purpose", retryable=False)
+    at_once(
+        lambda: attempts.step_fail(row=claimed[0], step=wf_step(run, "m"), failure=failure),
+        *[lambda row=row: attempts.step_succeed(row=row, output=1) for row in claimed[1:]],
+    )
+    run.refresh_from_db()
+    assert (run.status, step_row(run, "m").status) == (RunStatus.FAILED, StepStatus.FAILED)
+    assert StepRun.objects.get(pk=branches[0].pk).status == StepStatus.FAILED
+    assert not StepRun.objects.filter(run=run, status__in=[StepStatus.RUNNING, StepStatus.QUEUED]).exists()
+
+
+def wf_step(run, step_id):
+    from workflows.services import version_spec
+
+    return version_spec(run.version).step(step_id)

@@ -62,6 +62,19 @@ class WorkerProcess:
                 return
         raise RuntimeError(f"worker {self.node} did not answer a ping in {READY_TIMEOUT_SECONDS}s; see {self.log}")
 
+    def is_idle(self) -> bool:
+        """No task running or reserved: whatever was sent to it has finished (and recorded what it did)."""
+        inspect = app.control.inspect(destination=[self.node], timeout=2)
+        return inspect.active() == {self.node: []} and inspect.reserved() == {self.node: []}
+
+    def wait_idle(self, timeout: float = 20) -> None:
+        """Wait until the worker is idle: what a negative assertion must wait for, instead of a sleep."""
+        deadline = time.monotonic() + timeout
+        while not self.is_idle():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker {self.node} still busy after {timeout}s")
+            time.sleep(0.1)
+
     def stop(self, timeout: float = 30) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -1,0 +1,165 @@
+"""The one gate for status writes: a guarded UPDATE and its RunEvent together, and `run_finish`.
+
+Every status change of a step, a branch or a run in `executions/` and `approvals/` passes here,
+named (states.StepMove, states.RunMove): the UPDATE's WHERE clause holds that move's own sources,
+so a move refused by the current status changes nothing and records nothing. Events go to the
+listeners of `events` after commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from executions import events, sql
+from executions.dispatch import new_task_id, revoke_on_commit
+from executions.models import Run, StepRun
+from executions.states import RUN_FINISH, STEP_IN_FLIGHT, RunStatus, StepMove, Transition
+
+FinishHook = Callable[..., None]
+_finish_hooks: list[FinishHook] = []
+
+
+def move_steps(
+    move: Transition,
+    rows: QuerySet,
+    *,
+    run_id: Any,
+    step: str = "",
+    branch: int | None = None,
+    message: str = "",
+    fields: dict[str, Any] | None = None,
+    **data: Any,
+) -> int:
+    """Apply `move` to the rows still in one of its sources; record its event once if any changed."""
+    changed = rows.filter(status__in=move.sources).update(status=move.target, **(fields or {}))
+    if changed and move.event:
+        events.record(run_id, move.event, step=step, branch=branch, status=move.target, message=message, **data)
+    return changed
+
+
+def move_step(move: Transition, step_run_id: int, **kwargs: Any) -> bool:
+    return move_steps(move, StepRun.objects.filter(pk=step_run_id), **kwargs) == 1
+
+
+def move_run(move: Transition, run_id: Any, *, fields: dict[str, Any] | None = None, **data: Any) -> bool:
+    changed = Run.objects.filter(pk=run_id, status__in=move.sources).update(status=move.target, **(fields or {}))
+    if changed:
+        events.record(run_id, move.event, status=move.target, **data)
+    return changed == 1
+
+
+def step_claim(*, step_run_id: int, attempt: int, now: datetime) -> StepRun | None:
+    """CLAIM attempt `attempt` and read what it needs, in one statement. None when refused."""
+    row = sql.claim(step_run_id=step_run_id, attempt=attempt, now=now, sources=StepMove.CLAIM.sources)
+    if row is not None:
+        events.record(
+            row.run_id, StepMove.CLAIM.event, step=row.step_id, branch=row.branch_index, status=StepMove.CLAIM.target,
+            attempt=attempt,
+        )  # fmt: skip
+    return row
+
+
+def step_fan_out(
+    *, step_run_id: int, run_id: Any, step: str, items: list, params: list, now: datetime
+) -> list[tuple[int, str]] | None:
+    """FAN_OUT a for_each step: a branch row per item, each queued for its first attempt.
+
+    Returns the branches' (row id, task id) to publish after commit; None when the move was refused.
+    """
+    events.record(run_id, "step.queued", step=step, status=StepMove.QUEUE.target, branches=len(items))
+    fields = {"branch_count": len(items), "branches_done": 0, "queued_at": now, "started_at": now}
+    if not move_step(StepMove.FAN_OUT, step_run_id, run_id=run_id, step=step, fields=fields, branches=len(items)):
+        return None
+    branches = StepRun.objects.bulk_create(
+        [
+            StepRun(
+                run_id=run_id,
+                step_id=step,
+                parent_id=step_run_id,
+                branch_index=index,
+                status=StepMove.QUEUE.target,
+                input=branch_params,
+                item=item,
+                queued_at=now,
+                task_id=new_task_id(),
+                attempt_base=0,
+            )
+            for index, (item, branch_params) in enumerate(zip(items, params, strict=True))
+        ],
+        batch_size=500,
+    )
+    return [(branch.pk, branch.task_id) for branch in branches]
+
+
+def steps_cancel(rows: QuerySet, *, run_id: Any, reason: str) -> None:
+    """CANCEL every unfinished row among `rows`, revoke their tasks after commit; an event per top-level step."""
+    unfinished = rows.filter(status__in=StepMove.CANCEL.sources)
+    task_ids = list(unfinished.filter(status__in=STEP_IN_FLIGHT).exclude(task_id="").values_list("task_id", flat=True))
+    top_level = list(unfinished.filter(branch_index__isnull=True).values_list("step_id", flat=True))
+    unfinished.update(status=StepMove.CANCEL.target, finished_at=timezone.now(), next_retry_at=None)
+    for step_id in top_level:
+        events.record(run_id, StepMove.CANCEL.event, step=step_id, status=StepMove.CANCEL.target, message=reason)
+    revoke_on_commit(task_ids)
+
+
+def steps_reset(rows: QuerySet) -> int:
+    """RESET finished steps to pending for a run retry: their outputs and errors go, their attempts count on."""
+    return rows.filter(status__in=StepMove.RESET.sources).update(
+        status=StepMove.RESET.target,
+        attempt_base=F("attempts"),
+        input=None,
+        output=None,
+        error_type="",
+        error_message="",
+        error_traceback="",
+        task_id="",
+        branch_count=None,
+        branches_done=0,
+        queued_at=None,
+        started_at=None,
+        finished_at=None,
+        next_retry_at=None,
+    )
+
+
+# --- the one place a run finishes -----------------------------------------------------------------
+def on_run_finish(hook: FinishHook) -> None:
+    """Call `hook(run_id=..., status=...)` inside the transaction that finishes a run (wired from ready())."""
+    if hook not in _finish_hooks:
+        _finish_hooks.append(hook)
+
+
+def run_finish(
+    *, run_id: Any, status: RunStatus, output: Any = None, error: dict | None = None, by: str = "", reason: str = ""
+) -> bool:
+    """End a run: succeeded, failed or cancelled. Every way a run ends passes here. False when it had ended.
+
+    Inside a transaction holding the run's row lock. A failed or cancelled run cancels its unfinished
+    steps and branches (their tasks are revoked after commit); then the finish hooks run.
+    """
+    move = RUN_FINISH[status]
+    fields: dict[str, Any] = {"finished_at": timezone.now()}
+    if status == RunStatus.SUCCEEDED:
+        fields["output"] = output
+    elif status == RunStatus.FAILED:
+        fields["error"] = error
+    if not Run.objects.filter(pk=run_id, status__in=move.sources).update(status=move.target, **fields):
+        return False
+    data: dict[str, Any] = {}
+    if status == RunStatus.FAILED:
+        reason = reason or f"the run failed: {error['message']}"
+        data = {"message": error["message"], "error": error}
+    elif status == RunStatus.CANCELLED:
+        reason = reason or (f"cancelled by {by}" if by else "cancelled")
+        data = {"by": by}
+    if status != RunStatus.SUCCEEDED:
+        steps_cancel(StepRun.objects.filter(run_id=run_id), run_id=run_id, reason=reason)
+    events.record(run_id, move.event, status=move.target, **data)
+    for hook in list(_finish_hooks):
+        hook(run_id=run_id, status=status)
+    return True
