@@ -71,10 +71,12 @@ def step_fan_out(
 
     Returns the branches' (row id, task id) to publish after commit; None when the move was refused.
     """
-    events.record(run_id, "step.queued", step=step, status=StepMove.QUEUE.target, branches=len(items))
-    fields = {"branch_count": len(items), "branches_done": 0, "queued_at": now, "started_at": now}
-    if not move_step(StepMove.FAN_OUT, step_run_id, run_id=run_id, step=step, fields=fields, branches=len(items)):
+    move, width = StepMove.FAN_OUT, len(items)
+    fields = {"branch_count": width, "branches_done": 0, "queued_at": now, "started_at": now}
+    if not StepRun.objects.filter(pk=step_run_id, status__in=move.sources).update(status=move.target, **fields):
         return None
+    events.record(run_id, StepMove.QUEUE.event, step=step, status=StepMove.QUEUE.target, branches=width)
+    events.record(run_id, move.event, step=step, status=move.target, branches=width)
     branches = StepRun.objects.bulk_create(
         [
             StepRun(
@@ -132,6 +134,11 @@ def on_run_finish(hook: FinishHook) -> None:
     """Call `hook(run_id=..., status=...)` inside the transaction that finishes a run (wired from ready())."""
     if hook not in _finish_hooks:
         _finish_hooks.append(hook)
+
+
+def off_run_finish(hook: FinishHook) -> None:
+    if hook in _finish_hooks:
+        _finish_hooks.remove(hook)
 
 
 def run_finish(

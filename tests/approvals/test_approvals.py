@@ -15,7 +15,7 @@ from approvals.services import approval_decide, approvals_expire
 from executions.models import Run, RunEvent
 from executions.services import run_start
 from executions.states import RunStatus, StepStatus
-from tests.support.api import token_client
+from tests.support.api import token_client, user_with
 from tests.support.runs import step_row, steps, wait_for_run, workflow
 from workflows.definition import parse_definition
 from workflows.exceptions import DefinitionError
@@ -83,6 +83,26 @@ def test_approve_over_rest_succeeds_the_step_and_the_run_goes_on(people):
     assert step_row(run, "ship").started_at >= Approval.objects.get().decided_at
     kinds = list(RunEvent.objects.filter(run=run).values_list("kind", flat=True))
     assert {"approval.requested", "approval.decided", "run.waiting", "step.waiting"} <= set(kinds)
+
+
+def test_a_run_after_a_step_reads_waiting_over_rest_while_the_approval_is_pending(people):
+    """prep -> approve -> pay on a real worker: the run reads `waiting` once prep is done, then runs on."""
+    approve = {"approvers": {"users": ["alice"]}}
+    wf = workflow(
+        steps(
+            {"id": "prep", "action": "echo"},
+            {"id": "approve", "type": "approval", "depends_on": ["prep"], "params": approve},
+            {"id": "pay", "action": "echo", "depends_on": ["approve"]},
+        )
+    )
+    run, _ = run_start(workflow=wf)
+    wait_for_run(run.pk, statuses=WAITING)
+    reader = token_client(user_with("executions.view_run"))
+    assert reader.get(f"/api/runs/{run.pk}/").json()["status"] == "waiting"
+    approval = Approval.objects.get(run=run)
+    assert token_client(people["alice"]).post(f"/api/approvals/{approval.pk}/approve/").status_code == 200
+    assert wait_for_run(run.pk).status == RunStatus.SUCCEEDED
+    assert reader.get(f"/api/runs/{run.pk}/").json()["status"] == "succeeded"
 
 
 def test_reject_fails_the_step_with_the_rejection_as_its_error(people):

@@ -74,7 +74,7 @@ def test_every_way_a_run_ends_passes_run_finish():
         cancelled, _ = run_start(workflow=diamond())
         run_cancel(run_id=cancelled.pk)
     finally:
-        transitions._finish_hooks.remove(hook)
+        transitions.off_run_finish(hook)
     assert finished == [(done.pk, RunStatus.SUCCEEDED), (cancelled.pk, RunStatus.CANCELLED)]
 
 
