@@ -179,7 +179,6 @@ def escalation_resolve(*, approval_id: int, user, decision: str, comment: str = 
             error_type=error["type"],
             message=error["message"] + (f" (failed by {user.get_username()}: {comment})" if comment else ""),
             by=user.get_username(),
-            escalate=False,
         )
     return approval
 

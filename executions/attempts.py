@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from executions import events, transitions
@@ -102,6 +102,9 @@ def recorded(record: Callable[[], T]) -> T:
     PostgreSQL a branch that fails (locking its step, then its siblings) and a sibling that succeeds
     (locking itself, then the step) can deadlock; the database aborts one, which runs again here.
     """
+    if connection.in_atomic_block:  # the caller's transaction: a retry here cannot undo its part
+        with events.event_batch():
+            return record()
     for attempt in range(RECORD_TRIES):
         try:
             with transaction.atomic(), events.event_batch():

@@ -49,14 +49,16 @@ def branch_finished(parent_id: int) -> None:
 def branch_failed(*, branch: StepRun, step: StepSpec, error: dict) -> None:
     """A branch failed for good: its step fails through the same give-up path as any step, and its
     other branches are cancelled. Inside a transaction, after the branch's own FAIL."""
-    sql.count_branch(branch.parent_id)
+    _done, _count, parent_status = sql.count_branch(branch.parent_id)
     summary = f"branch {branch.branch_index} failed: {error['type']}: {error['message']}"
-    if step_give_up(
-        run_id=branch.run_id, step=step, step_run_id=branch.parent_id, error=error, allow_escalation=False,
-        summary=summary,
-    ):  # fmt: skip
+    if StepMove.FAIL.allows(parent_status):
+        # first the other branches, so that whatever the step's failure finishes sees them ended
         siblings = StepRun.objects.filter(parent_id=branch.parent_id)
         transitions.steps_cancel(siblings, run_id=branch.run_id, reason=summary)
+        step_give_up(
+            run_id=branch.run_id, step=step, step_run_id=branch.parent_id, error=error, allow_escalation=False,
+            summary=summary,
+        )  # fmt: skip
 
 
 def step_join(*, parent_id: int) -> None:

@@ -54,7 +54,8 @@ def step_give_up(
         advance_locked(run_id)
         return True
     fields.update(finished_at=timezone.now(), next_retry_at=None)
-    if not transitions.move_step(move, step_run_id, **key, message=message, fields=fields, attempt=attempt):
+    known = {"attempt": attempt} if attempt is not None else {}
+    if not transitions.move_step(move, step_run_id, **key, message=message, fields=fields, **known):
         return False
     if step.continues_on_failure:
         advance_locked(run_id)
@@ -74,13 +75,12 @@ def step_resolve(
     error_type: str = "",
     message: str = "",
     by: str = "",
-    escalate: bool = True,
 ) -> bool:
     """Finish a `waiting` step from outside: succeed, fail, skip, or retry with fresh attempts.
 
-    A failure escalates when the step says so and `escalate` is true (not for an operator's own "fail").
-
-    False when the step is no longer waiting (the run was cancelled, or another decision won).
+    A failure never escalates: people decided it already (a rejection, an operator's "fail"); the
+    step's on_failure then continues or fails the run. False when the step is no longer waiting
+    (the run was cancelled, or another decision won).
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}: succeed, fail, skip or retry")
@@ -95,7 +95,7 @@ def step_resolve(
             error = error_dict(step=step.id, branch=None, error_type=error_type, message=message)
             return step_give_up(
                 run_id=row.run_id, step=step, step_run_id=row.pk, error=error, move=StepMove.RESOLVE_FAIL,
-                allow_escalation=escalate,
+                allow_escalation=False,
             )  # fmt: skip
         if outcome == "succeed":
             fields = {"output": output, "finished_at": now, "error_type": "", "error_message": ""}

@@ -9,14 +9,12 @@ from executions.advance import run_advance
 from executions.branches import fan_out_publish
 from executions.resolve import step_resolve
 from executions.runs import run_cancel, run_fail, run_retry, run_start
-from executions.transitions import run_finish
 
 __all__ = [
     "fan_out_publish",
     "run_advance",
     "run_cancel",
     "run_fail",
-    "run_finish",
     "run_retry",
     "run_start",
     "step_resolve",

@@ -131,7 +131,11 @@ def steps_reset(rows: QuerySet) -> int:
 
 # --- the one place a run finishes -----------------------------------------------------------------
 def on_run_finish(hook: FinishHook) -> None:
-    """Call `hook(run_id=..., status=...)` inside the transaction that finishes a run (wired from ready())."""
+    """Call `hook(run_id=..., status=...)` inside the transaction that finishes a run (wired from ready()).
+
+    A hook writes to the database (it commits or rolls back with the finish, and may run again when
+    that transaction is retried); anything outside it goes through transaction.on_commit.
+    """
     if hook not in _finish_hooks:
         _finish_hooks.append(hook)
 

@@ -20,6 +20,19 @@ def celery_worker(django_db_setup, django_db_blocker):
     worker.stop()
 
 
+@pytest.fixture(autouse=True)
+def worker_idle_before_flush(request):
+    """A test on the worker ends once the worker has finished what the test sent it.
+
+    Set up after pytest-django's database fixtures (plugins' autouse fixtures come first), so torn
+    down before the flush: a worker still writing would deadlock PostgreSQL's TRUNCATE, or write
+    rows into the next test.
+    """
+    yield
+    if "celery_worker" in request.fixturenames:
+        request.getfixturevalue("celery_worker").wait_idle(timeout=30, strict=False)
+
+
 @pytest.fixture
 def on_postgres():
     if connection.vendor != "postgresql":

@@ -238,6 +238,12 @@ class _Validator:
                 self.problem(
                     f"{path}.on_failure", "escalate is not supported on a for_each step: use continue or fail_run"
                 )
+            elif raw.get("on_failure") == ON_FAILURE_ESCALATE and step_type != STEP_TYPE_ACTION:
+                self.problem(
+                    f"{path}.on_failure",
+                    f"escalate is not supported on a step of type {step_type!r}: people decide it already; "
+                    "use continue or fail_run",
+                )
             depends_on = raw.get("depends_on", [])
             if not isinstance(depends_on, list) or not all(isinstance(dep, str) for dep in depends_on):
                 self.problem(f"{path}.depends_on", "must be a list of step ids")

@@ -294,6 +294,12 @@ def test_approval_params_are_validated_like_any_step_field():
                         "params": {"approvers": {"users": ["x"]}, "on_timeout": "escalate", "colour": 1},
                     },
                     {"id": "c", "type": "robot"},
+                    {
+                        "id": "d",
+                        "type": "approval",
+                        "params": {"approvers": {"users": ["x"]}},
+                        "on_failure": "escalate",
+                    },
                 ],
             }
         )
@@ -305,3 +311,23 @@ def test_approval_params_are_validated_like_any_step_field():
     assert found["steps[1].params.timeout"] == "is required when on_timeout is escalate"
     assert found["steps[1].params.colour"].startswith("unknown key")
     assert found["steps[2].type"].startswith("unknown step type 'robot'")
+    assert found["steps[3].on_failure"].startswith("escalate is not supported on a step of type 'approval'")
+
+
+def test_a_rejected_approval_that_inherits_escalate_fails_the_run_instead_of_waiting_for_ever(people):
+    """defaults.on_failure: escalate reaches the approval step too; a rejection is a person's decision
+    already, so it fails the step and the run (it used to leave both waiting, the approval rejected)."""
+    wf = workflow(
+        steps(
+            {"id": "approve", "type": "approval", "params": {"approvers": {"users": ["alice"]}}},
+            {"id": "ship", "action": "echo", "depends_on": ["approve"]},
+            defaults={"on_failure": "escalate"},
+        )
+    )
+    run, _ = run_start(workflow=wf)
+    approval = Approval.objects.get(run=run)
+    approval_decide(approval_id=approval.pk, user=people["alice"], decision="reject", comment="no")
+    run.refresh_from_db()
+    assert (run.status, step_row(run, "approve").status) == (RunStatus.FAILED, StepStatus.FAILED)
+    assert run.error["type"] == "ApprovalRejected"
+    assert not Approval.objects.filter(run=run, kind=ApprovalKind.ESCALATION).exists()
