@@ -8,7 +8,8 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from executions import broadcast, events, signals
+        from executions import broadcast, events, schedules, signals, transitions
 
         signals.connect()
         events.subscribe(broadcast.publish)
+        transitions.on_run_finish(schedules.release_buffered)

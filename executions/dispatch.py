@@ -27,6 +27,7 @@ RUN_ADVANCE = "executions.run_advance"
 STEP_JOIN = "executions.step_join"
 PUBLISH_FAN_OUT = "executions.publish_fan_out"
 SWEEP = "executions.sweep"
+SCHEDULE_TICK = "executions.schedule_tick"
 
 
 def new_task_id() -> str:

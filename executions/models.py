@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from executions.states import RunStatus, StepStatus
+from executions.states import FireOutcome, Overlap, RunStatus, StepStatus
 
 
 class Run(models.Model):
@@ -24,6 +24,10 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (NULL: no key, not unique)
+    schedule = models.ForeignKey(
+        "executions.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    nominal_time = models.DateTimeField(null=True, blank=True, help_text="The schedule's fire time that started it.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -39,6 +43,7 @@ class Run(models.Model):
             )
         ]
         indexes = [
+            models.Index(fields=["schedule", "status"], name="run_schedule_status"),
             models.Index(fields=["status", "created_at"], name="run_status_created"),
             models.Index(fields=["workflow", "created_at"], name="run_workflow_created"),
         ]
@@ -114,3 +119,54 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.step_id}"
+
+
+class Schedule(models.Model):
+    """A cron trigger of a workflow. `next_fire_at` is the next nominal time, `next_due_at` that time
+    plus its jitter: the tick reads the index on `next_due_at` (NULL while paused or finished)."""
+
+    workflow = models.ForeignKey("workflows.Workflow", on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(max_length=100)
+    cron = models.CharField(max_length=100, help_text="5 fields, or @hourly, @daily, @weekly, @monthly")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin")
+    input = models.JSONField(default=dict, blank=True)
+    overlap = models.CharField(max_length=16, choices=Overlap.choices, default=Overlap.SKIP)
+    catchup_window = models.PositiveIntegerField(default=3600, help_text="Seconds: older missed times are `missed`.")
+    paused = models.BooleanField(default=False)
+    note = models.TextField(blank=True)
+    start_at = models.DateTimeField(null=True, blank=True)
+    end_at = models.DateTimeField(null=True, blank=True)
+    remaining_runs = models.PositiveIntegerField(null=True, blank=True)
+    jitter = models.PositiveIntegerField(default=0, help_text="Seconds: each fire waits a fixed part of it.")
+    next_fire_at = models.DateTimeField(null=True, blank=True)
+    next_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workflow", "name"]
+        constraints = [models.UniqueConstraint(fields=["workflow", "name"], name="schedule_name_unique")]
+        permissions = [("trigger_schedule", "Can trigger and backfill schedules")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cron})"
+
+
+class ScheduleFire(models.Model):
+    """One nominal time of one schedule, and what became of it. Unique: a time never fires twice."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="fires")
+    nominal_time = models.DateTimeField()
+    fired_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=FireOutcome.choices)
+    overlap = models.CharField(max_length=16, choices=Overlap.choices, help_text="The policy it was judged by.")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-nominal_time"]
+        constraints = [models.UniqueConstraint(fields=["schedule", "nominal_time"], name="schedulefire_time_unique")]
+        indexes = [models.Index(fields=["schedule", "outcome", "nominal_time"], name="schedulefire_outcome")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.nominal_time.isoformat()}: {self.outcome}"

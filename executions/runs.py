@@ -28,6 +28,8 @@ def run_start(
     idempotency_key: str | None = None,
     started_by: str = "",
     created_by=None,
+    schedule=None,
+    nominal_time=None,
 ) -> tuple[Run, bool]:
     """Start a run of the workflow's current version: (run, created).
 
@@ -56,6 +58,8 @@ def run_start(
                 idempotency_key=idempotency_key or None,
                 started_by=started_by,
                 created_by=created_by,
+                schedule=schedule,
+                nominal_time=nominal_time,
             )
             rows = StepRun.objects.bulk_create([StepRun(run=run, step_id=step.id) for step in spec.steps])
             transitions.move_run(RunMove.START, run.pk, fields={"started_at": timezone.now()}, version=version.number)

@@ -28,6 +28,25 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class Overlap(models.TextChoices):
+    """What a schedule's fire does while a run it started is unfinished."""
+
+    SKIP = "skip"  # start nothing
+    BUFFER_ONE = "buffer_one"  # start when the running one finishes; at most one waits
+    BUFFER_ALL = "buffer_all"  # every fire waits its turn, one run after another
+    CANCEL_OTHER = "cancel_other"  # cancel the unfinished runs, then start
+    ALLOW_ALL = "allow_all"  # start regardless
+
+
+class FireOutcome(models.TextChoices):
+    STARTED = "started"
+    SKIPPED = "skipped"
+    BUFFERED = "buffered"  # waits for the schedule's unfinished run to finish
+    MISSED = "missed"  # older than the catch-up window when the tick saw it
+    CANCELLED_OTHER = "cancelled_other"  # started after cancelling the schedule's unfinished runs
+    FAILED = "failed"  # could not start a run (the workflow is inactive, or its input schema changed)
+
+
 S, R = StepStatus, RunStatus
 
 STEP_FINISHED = frozenset({S.SUCCEEDED, S.FAILED, S.SKIPPED, S.CANCELLED})
@@ -35,6 +54,7 @@ STEP_IN_FLIGHT = frozenset({S.QUEUED, S.RUNNING, S.RETRYING})
 STEP_UNFINISHED = frozenset(set(StepStatus) - STEP_FINISHED)
 RUN_FINISHED = frozenset({R.SUCCEEDED, R.FAILED, R.CANCELLED})
 RUN_ACTIVE = frozenset({R.RUNNING, R.WAITING})
+RUN_UNFINISHED = frozenset(set(RunStatus) - RUN_FINISHED)
 
 
 @dataclass(frozen=True)

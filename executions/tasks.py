@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from executions import advance, attempts, branches, dispatch, sweeper
+from executions import advance, attempts, branches, dispatch, schedules, sweeper
 from workflows.definition import MAX_ATTEMPTS_LIMIT
 
 # Failures of our own infrastructure (a locked SQLite file, a dropped PostgreSQL connection) are
@@ -57,3 +57,9 @@ def publish_fan_out(parent_id: int) -> int:
 def sweep() -> dict:
     """Run by beat: repair lost messages, overdue attempts and stalled runs."""
     return sweeper.sweep()
+
+
+@shared_task(name=dispatch.SCHEDULE_TICK, ignore_result=True, autoretry_for=TRANSIENT_ERRORS, max_retries=0)
+def schedule_tick() -> dict:
+    """Run by beat every CHORDFLOW_SCHEDULE_TICK seconds: fire the schedules that are due."""
+    return schedules.schedule_tick()

@@ -205,7 +205,10 @@ CHORDFLOW_STALL_AFTER = env_int("CHORDFLOW_STALL_AFTER", 30)
 CHORDFLOW_BROADCAST_EVENTS = env_bool("CHORDFLOW_BROADCAST_EVENTS", True)
 # A for_each wider than this is published by a worker task (about 0.8 ms a branch), not by the caller.
 CHORDFLOW_INLINE_FAN_OUT = env_int("CHORDFLOW_INLINE_FAN_OUT", 200)
+# Beat runs the schedule tick this often (seconds): a cron fire starts within about this of its time.
+CHORDFLOW_SCHEDULE_TICK = env_int("CHORDFLOW_SCHEDULE_TICK", 1)
 CELERY_BEAT_SCHEDULE = {
+    "chordflow-schedules": {"task": "executions.schedule_tick", "schedule": float(CHORDFLOW_SCHEDULE_TICK)},
     "chordflow-sweep": {"task": "executions.sweep", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
     "chordflow-approvals-expire": {"task": "approvals.expire", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
 }
