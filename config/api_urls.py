@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from approvals import views as approvals
+from executions import schedule_views as schedules
 from executions import views as runs
 from workflows import views as workflows
 
@@ -27,6 +28,13 @@ urlpatterns = [
     path("runs/<str:run_id>/steps/<str:step_id>/branches/", runs.RunBranchesView.as_view(), name="run-branches"),
     path("runs/<str:run_id>/cancel/", runs.RunCancelView.as_view(), name="run-cancel"),
     path("runs/<str:run_id>/retry/", runs.RunRetryView.as_view(), name="run-retry"),
+    path("schedules/", schedules.ScheduleListView.as_view(), name="schedule-list"),
+    path("schedules/<int:schedule_id>/", schedules.ScheduleDetailView.as_view(), name="schedule-detail"),
+    path("schedules/<int:schedule_id>/pause/", schedules.SchedulePauseView.as_view(), name="schedule-pause"),
+    path("schedules/<int:schedule_id>/resume/", schedules.ScheduleResumeView.as_view(), name="schedule-resume"),
+    path("schedules/<int:schedule_id>/trigger/", schedules.ScheduleTriggerView.as_view(), name="schedule-trigger"),
+    path("schedules/<int:schedule_id>/backfill/", schedules.ScheduleBackfillView.as_view(), name="schedule-backfill"),
+    path("schedules/<int:schedule_id>/fires/", schedules.ScheduleFiresView.as_view(), name="schedule-fires"),
     path("approvals/", approvals.ApprovalListView.as_view(), name="approval-list"),
     path("approvals/<int:approval_id>/", approvals.ApprovalDetailView.as_view(), name="approval-detail"),
     path("approvals/<int:approval_id>/approve/", approvals.ApproveView.as_view(), name="approval-approve"),

@@ -83,7 +83,7 @@ class RunOutput(serializers.ModelSerializer):
         model = Run
         fields = [
             "id", "workflow", "version", "status", "input", "output", "error", "started_by", "idempotency_key",
-            "created_at", "started_at", "finished_at", "duration",
+            "schedule", "nominal_time", "created_at", "started_at", "finished_at", "duration",
         ]  # fmt: skip
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
