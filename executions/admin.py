@@ -129,8 +129,9 @@ class RunAdmin(ReadOnlyAdmin):
     actions = ["cancel_runs", "retry_runs"]
     inlines = [StepInline]
     fields = [
-        "id", "workflow", "version_number", "status_colored", "started_by", "idempotency_key", "created_at",
-        "started_at", "finished_at", "duration", "input_pretty", "output_pretty", "error_pretty", "events",
+        "id", "workflow", "version_number", "status_colored", "started_by", "idempotency_key", "schedule",
+        "nominal_time", "created_at", "started_at", "finished_at", "duration", "input_pretty", "output_pretty",
+        "error_pretty", "events",
     ]  # fmt: skip
     readonly_fields = fields
 
@@ -278,4 +279,4 @@ class StepRunAdmin(ReadOnlyAdmin):
         return pretty(obj.output)
 
 
-from executions import admin_workflows  # noqa: E402, F401  (registers the workflow admin with its start view)
+from executions import admin_schedules, admin_workflows  # noqa: E402, F401  (register their admins)

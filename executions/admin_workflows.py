@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from executions.exceptions import RunNotAllowedError
+from executions.models import Schedule
 from executions.services import run_start
 from workflows.admin import WorkflowAdmin, problems_error
 from workflows.exceptions import InputValidationError
@@ -34,12 +35,23 @@ class StartRunForm(forms.Form):
             raise ValidationError(f"not valid JSON: {exc}") from None
 
 
+class ScheduleInline(admin.TabularInline):
+    model = Schedule
+    fields = ["name", "cron", "timezone", "overlap", "paused", "next_fire_at"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+
 admin.site.unregister(Workflow)
 
 
 @admin.register(Workflow)
 class WorkflowRunsAdmin(WorkflowAdmin):
     list_display = [*WorkflowAdmin.list_display, "start_link"]
+    inlines = [*WorkflowAdmin.inlines, ScheduleInline]
     actions = ["start_run"]
 
     @admin.display(description="")

@@ -123,11 +123,16 @@ def test_status_cannot_be_edited_by_hand(admin_client, wf):
 
 
 def inline_management() -> dict:
+    """The management forms of the workflow page's inlines (versions, schedules), as a browser sends them."""
     return {
-        "versions-TOTAL_FORMS": "0",
-        "versions-INITIAL_FORMS": "0",
-        "versions-MIN_NUM_FORMS": "0",
-        "versions-MAX_NUM_FORMS": "1000",
+        f"{prefix}-{key}": value
+        for prefix in ("versions", "schedules")
+        for key, value in (
+            ("TOTAL_FORMS", "0"),
+            ("INITIAL_FORMS", "0"),
+            ("MIN_NUM_FORMS", "0"),
+            ("MAX_NUM_FORMS", "1000"),
+        )
     }
 
 
