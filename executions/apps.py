@@ -9,7 +9,9 @@ class ExecutionsConfig(AppConfig):
 
     def ready(self) -> None:
         from executions import broadcast, events, schedules, signals, transitions
+        from workflows.sections import register_section
 
         signals.connect()
         events.subscribe(broadcast.publish)
         transitions.on_run_finish(schedules.release_buffered)
+        register_section("schedules", schedules.schedules_load)

@@ -352,3 +352,40 @@ def next_fire_times(schedule: Schedule, count: int = 5, now: datetime | None = N
             break
         times.append(moment)
     return times
+
+
+def schedules_load(workflow: Workflow, declared: Any) -> list[str]:
+    """A workflow file's `schedules:` list: create or update each by name (idempotent); others stay.
+
+    ScheduleError names each problem as `schedules[i].field`; nothing is saved then (the caller's
+    transaction rolls back).
+    """
+    if not isinstance(declared, list) or not all(isinstance(item, dict) for item in declared):
+        raise ScheduleError([Problem("schedules", "must be a list of objects, each with a name and a cron")])
+    problems: list[Problem] = []
+    lines: list[str] = []
+    existing = {s.name: s for s in Schedule.objects.filter(workflow=workflow)}
+    for index, values in enumerate(declared):
+        current = existing.get(values.get("name"))
+        unchanged = current is not None and all(getattr(current, k) == v for k, v in _normalised(values).items())
+        if unchanged:
+            lines.append(f"schedule {current.name}: unchanged")
+            continue
+        try:
+            saved = schedule_save(workflow=workflow, values=values, schedule=current)
+        except ScheduleError as exc:
+            problems.extend(Problem(f"schedules[{index}].{p.path}".rstrip("."), p.message) for p in exc.problems)
+            continue
+        lines.append(f"schedule {saved.name}: {'updated' if current else 'created'} ({saved.cron}, {saved.timezone})")
+    if problems:
+        raise ScheduleError(problems)
+    return lines
+
+
+def _normalised(values: dict[str, Any]) -> dict[str, Any]:
+    """Declared values as the model holds them, to tell an unchanged schedule (whose next fire must stay)."""
+    data = {**DEFAULTS, **values}
+    for key in ("start_at", "end_at"):
+        if isinstance(data[key], str):
+            data[key] = parse_datetime(data[key])
+    return {k: v for k, v in data.items() if k in FIELDS}

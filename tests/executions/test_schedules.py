@@ -219,3 +219,28 @@ def test_a_run_cancelled_by_hand_releases_the_buffer_too():
     schedules.schedule_tick(now=T0 + minutes(1))
     run_cancel(run_id=Run.objects.get(schedule=schedule).pk)
     assert Run.objects.filter(schedule=schedule, status=RunStatus.RUNNING).count() == 1
+
+
+def test_a_workflow_file_declares_schedules_and_loading_it_again_changes_nothing(tmp_path, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("load_workflows", "workflows/examples/nightly_etl.yaml")
+    nightly = Schedule.objects.get(workflow__slug="nightly-etl", name="nightly")
+    assert (nightly.cron, nightly.timezone, nightly.paused, nightly.next_due_at) == (
+        "30 2 * * *", "Europe/Berlin", True, None,
+    )  # fmt: skip
+    call_command("load_workflows", "workflows/examples/nightly_etl.yaml")
+    assert "schedule nightly: unchanged" in capsys.readouterr().out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "name: B\nsteps: [{id: a, action: echo}]\nschedules:\n  - {name: x, cron: '99 * * * *'}\n  - {cron: '@daily'}\n"
+    )
+    with pytest.raises(CommandError):
+        call_command("load_workflows", str(broken))
+    err = capsys.readouterr().err
+    assert "schedules[0].cron" in err and "schedules[1].name" in err
+    assert not Schedule.objects.filter(workflow__slug="broken").exists()
+    from workflows.models import Workflow
+
+    assert not Workflow.objects.filter(slug="broken").exists()  # nothing stored: one transaction

@@ -1,4 +1,8 @@
-"""`manage.py load_workflows PATH...`: save YAML (or JSON) definitions; unchanged files make no new version."""
+"""`manage.py load_workflows PATH...`: save YAML (or JSON) definitions; unchanged files make no new version.
+
+A file may also carry sections other apps handle (`schedules:`): they are saved with the definition,
+in one transaction, or not at all.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from pathlib import Path
 
 import yaml
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
-from workflows.exceptions import DefinitionError
+from workflows import sections
+from workflows.exceptions import ProblemsError
 from workflows.services import workflow_save
 
 SUFFIXES = {".yaml", ".yml", ".json"}
@@ -30,9 +36,12 @@ class Command(BaseCommand):
                 failures += 1
                 continue
             slug = path.stem.replace("_", "-")
+            definition, extra = sections.split(definition)
             try:
-                workflow, version, created = workflow_save(slug=slug, definition=definition)
-            except DefinitionError as exc:
+                with transaction.atomic():
+                    workflow, version, created = workflow_save(slug=slug, definition=definition)
+                    lines = [line for name, value in extra.items() for line in sections.handler(name)(workflow, value)]
+            except ProblemsError as exc:
                 self.stderr.write(f"{path}: invalid, nothing stored:")
                 for problem in exc.problems:
                     self.stderr.write(f"  {problem}")
@@ -40,6 +49,8 @@ class Command(BaseCommand):
                 continue
             state = "new version" if created else "unchanged"
             self.stdout.write(f"{path.name}: {workflow.slug} v{version.number} ({state})")
+            for line in lines:
+                self.stdout.write(f"  {line}")
         if failures:
             raise CommandError(f"{failures} of {len(files)} files were not loaded")
 
