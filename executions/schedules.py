@@ -234,6 +234,8 @@ def _fire(schedule: Schedule, nominal: datetime, overlap: Overlap, now: datetime
         pass  # one is waiting already: this one is skipped
     elif overlap in (Overlap.BUFFER_ONE, Overlap.BUFFER_ALL) and (buffered.exists() or unfinished.exists()):
         _take(schedule, fire, Fire.BUFFERED)
+        if not unfinished.exists():  # buffered fires whose turn came while none could start: go on
+            _release_oldest(schedule)
     elif not unfinished.exists():
         _start(schedule, fire, Fire.STARTED)
     return fire
@@ -274,10 +276,17 @@ def release_buffered(*, run_id: Any, status: str) -> None:
     schedule = Schedule.objects.select_for_update().select_related("workflow").filter(pk=schedule_id).first()
     if schedule is None or Run.objects.filter(schedule=schedule, status__in=RUN_UNFINISHED).exists():
         return
-    fire = ScheduleFire.objects.filter(schedule=schedule, outcome=Fire.BUFFERED).order_by("nominal_time").first()
-    if fire is not None:
+    _release_oldest(schedule)
+
+
+def _release_oldest(schedule: Schedule) -> None:
+    """Start the oldest buffered fire; one that cannot start is `failed`, and the next one gets its turn."""
+    waiting = ScheduleFire.objects.filter(schedule=schedule, outcome=Fire.BUFFERED).order_by("nominal_time")
+    for fire in waiting[:BACKFILL_LIMIT]:
         fire.fired_at = timezone.now()
         _start(schedule, fire, Fire.STARTED)
+        if fire.outcome == Fire.STARTED:
+            return
 
 
 def schedule_trigger(*, schedule: Schedule, overlap: str | None = None, now: datetime | None = None) -> ScheduleFire:

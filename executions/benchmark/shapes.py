@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from celery import chain, chord, group
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from config.celery_app import app
 from config.embedded_redis import die_with_parent
 from executions import attempts
 from executions.benchmark.raw_tasks import done, noop, store
-from executions.models import Run, StepRun
+from executions.dispatch import SCHEDULE_TICK
+from executions.models import Run, Schedule, StepRun
 from executions.services import run_start
 from executions.states import RUN_FINISHED, RunStatus
 from workflows.services import workflow_save
@@ -88,6 +91,7 @@ class Bench:
         self.chain_length = 20 if quick else 200
         self.widths = [50, 200] if quick else [100, 1000, 10_000]
         self.diamonds = 50 if quick else 500
+        self.schedules = 200 if quick else 10_000
         self.repeats = 1 if quick else 3
         self.worker: subprocess.Popen | None = None
         self.profiler: subprocess.Popen | None = None
@@ -258,6 +262,44 @@ class Bench:
             },
         }
 
+    def shape_schedules(self) -> dict:
+        """N schedules due at one nominal time; the tick is sent every second, as beat sends it, and runs
+        on the worker. Lateness is each run's created_at minus the nominal time."""
+        workflow = define([{"id": "a", "action": "echo"}], defaults={"queue": NOWHERE})
+        nominal = (timezone.now() + timedelta(seconds=3)).replace(microsecond=0)
+        Schedule.objects.bulk_create(
+            [
+                Schedule(workflow=workflow, name=f"s{i}", cron="* * * * *", next_fire_at=nominal, next_due_at=nominal)
+                for i in range(self.schedules)
+            ],
+            batch_size=1000,
+        )
+        runs = Run.objects.filter(workflow=workflow)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(1.0):
+                app.send_task(SCHEDULE_TICK, ignore_result=True)
+
+        ticker = threading.Thread(target=beat, daemon=True)
+        ticker.start()
+        try:
+            wait_until(lambda: runs.count() >= self.schedules, 900, "the scheduled runs")
+        finally:
+            stop.set()
+            ticker.join()
+        late = [(created - nominal).total_seconds() for created in runs.values_list("created_at", flat=True)]
+        Schedule.objects.filter(workflow=workflow).update(next_due_at=None)
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(NOWHERE)
+        return {
+            "schedules": self.schedules,
+            "p50_late_s": round(percentile(late, 50), 3),
+            "p99_late_s": round(percentile(late, 99), 3),
+            "last_late_s": round(max(late), 3),
+            "starts_per_second": round(self.schedules / max(max(late), 1e-9), 1),
+        }
+
     def shape_cost(self) -> dict:
         """SQL per step transition, measured in this process; Redis commands per step, system-wide."""
         steps = 10
@@ -322,6 +364,8 @@ class Bench:
             report["fan_out"].append(self.shape_fan_out(width, 1 if width >= 10_000 else self.repeats))
         print(f"{self.diamonds} diamonds...", flush=True)
         report["diamonds"] = self.shape_diamonds()
+        print(f"{self.schedules} schedules due at once...", flush=True)
+        report["schedules"] = self.shape_schedules()
         print("cost per step...", flush=True)
         report["cost"] = self.shape_cost()
         print("memory...", flush=True)
@@ -375,6 +419,14 @@ class Bench:
             )
         sql = report["cost"]["sql_per_step"]
         lines.append({"target": "cost: <= 6 SQL queries per step", "value": f"{sql}", "pass": sql <= 6})
+        late, due = report["schedules"]["p99_late_s"], report["schedules"]["schedules"]
+        lines.append(
+            {
+                "target": f"schedules: p99 start <= 2 s after the nominal time ({due:,} due at once)",
+                "value": f"{late:.2f} s",
+                "pass": late <= 2,
+            }
+        )
         return lines
 
     def table(self, report: dict) -> str:
@@ -429,6 +481,12 @@ class Bench:
             f"worker peak RSS during the widest fan-out: {peak:.0f} MB; after each of "
             f"{len(mem['rss_mb_after_each_run'])} runs of {mem['width']:,}: {after} MB "
             f"(growth {mem['growth_mb']:+.0f} MB)"
+        )
+        sched = report["schedules"]
+        lines.append(
+            f"{sched['schedules']:,} schedules due at once: runs started p50 {sched['p50_late_s']:.2f} s, "
+            f"p99 {sched['p99_late_s']:.2f} s, last {sched['last_late_s']:.2f} s after their nominal time "
+            f"({sched['starts_per_second']:.0f} starts/s)"
         )
         lines.append("")
         lines.append("targets (goals, not assertions):")

@@ -244,3 +244,17 @@ def test_a_workflow_file_declares_schedules_and_loading_it_again_changes_nothing
     from workflows.models import Workflow
 
     assert not Workflow.objects.filter(slug="broken").exists()  # nothing stored: one transaction
+
+
+def test_a_buffered_fire_that_cannot_start_gives_the_next_one_its_turn():
+    schedule = make(overlap="buffer_all")
+    for n in range(3):
+        schedules.schedule_tick(now=T0 + minutes(n))
+    schedule.workflow.active = False
+    schedule.workflow.save()
+    finish(Run.objects.get(schedule=schedule))  # the first buffered fire cannot start: the workflow is inactive
+    assert [o for _, o in outcomes(schedule)] == ["started", "failed", "failed"]
+    schedule.workflow.active = True
+    schedule.workflow.save()
+    schedules.schedule_tick(now=T0 + minutes(3))  # nothing is running: it starts, nothing stays stuck
+    assert [o for _, o in outcomes(schedule)][-1] == "started"
