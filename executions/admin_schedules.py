@@ -76,13 +76,13 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
         obj.pk = saved.pk
 
-    @admin.action(description="Pause the selected schedules")
+    @admin.action(description="Pause the selected schedules", permissions=["change"])
     def pause(self, request, queryset):
         for schedule in queryset:
             schedules.schedule_pause(schedule=schedule, note=f"paused by {request.user.get_username()}")
         self.message_user(request, f"{queryset.count()} schedule(s) paused.", messages.SUCCESS)
 
-    @admin.action(description="Resume the selected schedules")
+    @admin.action(description="Resume the selected schedules", permissions=["change"])
     def resume(self, request, queryset):
         for schedule in queryset:
             schedules.schedule_resume(schedule=schedule)

@@ -2,8 +2,8 @@
 
 Parsing and iteration are cronsim's; the DST rule is its (Debian cron's): a wall-clock time that
 does not exist (spring forward) fires at the next valid time, one that repeats (fall back) fires
-once, at its first occurrence. Expressions with a wildcard hour (`*/15 * * * *`) follow real time
-and fire in both copies of a repeated hour.
+once, at its first occurrence. Expressions with `*` in the minute or hour field (`*/15 * * * *`,
+`* 2 * * *`) follow real time and fire in both copies of a repeated hour.
 """
 
 from __future__ import annotations
@@ -30,14 +30,18 @@ def expand(cron: str) -> str:
 
 def zone(name: str) -> ZoneInfo:
     try:
+        if len(str(name)) > 64:
+            raise ValueError(name)
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones ("America")
         raise CronError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin") from None
 
 
 def check(cron: str) -> str:
     """The expanded expression; CronError when it is not 5 fields cronsim accepts (or an alias)."""
     expression = expand(cron)
+    if len(expression) > 100:
+        raise CronError("is longer than 100 characters: use ranges and steps (0-30/5) instead of long lists")
     if expression.startswith("@"):
         raise CronError(f"unknown alias {cron!r}: use one of {', '.join(ALIASES)}")
     if len(expression.split()) != 5:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,10 @@ Fire = FireOutcome
 TICK_BATCH = 500  # schedules per tick; the next tick (a second later) takes the rest
 CATCH_UP_LIMIT = 1000  # nominal times one schedule walks through in one tick
 BACKFILL_LIMIT = 1000
+MAX_JITTER = 86_400  # a day
+MAX_CATCHUP_WINDOW = 366 * 86_400  # a year
+CATCHUP_GRACE = 10  # seconds a tick may be late before a fire counts against catchup_window
+TIMING = ("cron", "timezone", "start_at", "end_at", "remaining_runs", "jitter", "paused")
 FIELDS = (
     "name", "cron", "timezone", "input", "overlap", "catchup_window", "paused", "note",
     "start_at", "end_at", "remaining_runs", "jitter",
@@ -49,9 +54,14 @@ DEFAULTS: dict[str, Any] = {
 def _when(value: Any, field: str, problems: list[Problem]) -> datetime | None:
     if value is None or value == "":
         return None
-    parsed = value if isinstance(value, datetime) else parse_datetime(str(value)) if isinstance(value, str) else None
-    if parsed is None:
-        problems.append(Problem(field, "must be an ISO 8601 date and time, e.g. 2026-12-01T09:00:00+01:00"))
+    try:
+        parsed = value if isinstance(value, datetime) else parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well-formed but impossible: February 30th, an offset of +25:00
+        parsed = None
+    if parsed is None or not 2000 <= parsed.year <= 2999:
+        problems.append(
+            Problem(field, "must be an ISO 8601 date and time, e.g. 2026-12-01T09:00:00+01:00 (years 2000-2999)")
+        )
         return None
     if timezone.is_naive(parsed):
         problems.append(Problem(field, "must carry its offset (e.g. +00:00 or Z): a time without one is ambiguous"))
@@ -59,11 +69,11 @@ def _when(value: Any, field: str, problems: list[Problem]) -> datetime | None:
     return parsed
 
 
-def _count(value: Any, field: str, problems: list[Problem], *, allow_none: bool = False) -> int | None:
+def _count(value: Any, field: str, problems: list[Problem], *, most: int, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        problems.append(Problem(field, "must be a whole number >= 0" + (" or null" if allow_none else "")))
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
+        problems.append(Problem(field, f"must be a whole number from 0 to {most}" + (" or null" if allow_none else "")))
         return None
     return value
 
@@ -95,9 +105,11 @@ def clean(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any]:
         problems.append(Problem("paused", "must be true or false"))
     if not isinstance(data["note"], str):
         problems.append(Problem("note", "must be a string"))
-    data["catchup_window"] = _count(data["catchup_window"], "catchup_window", problems)
-    data["jitter"] = _count(data["jitter"], "jitter", problems)
-    data["remaining_runs"] = _count(data["remaining_runs"], "remaining_runs", problems, allow_none=True)
+    data["catchup_window"] = _count(data["catchup_window"], "catchup_window", problems, most=MAX_CATCHUP_WINDOW)
+    data["jitter"] = _count(data["jitter"], "jitter", problems, most=MAX_JITTER)
+    data["remaining_runs"] = _count(data["remaining_runs"], "remaining_runs", problems, most=2**31 - 1, allow_none=True)
+    if data["input"] is None:
+        data["input"] = {}
     data["start_at"] = _when(data["start_at"], "start_at", problems)
     data["end_at"] = _when(data["end_at"], "end_at", problems)
     if data["start_at"] and data["end_at"] and data["end_at"] <= data["start_at"]:
@@ -116,23 +128,27 @@ def clean(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any]:
 def schedule_save(
     *, workflow: Workflow, values: dict[str, Any], schedule: Schedule | None = None, now: datetime | None = None
 ) -> Schedule:
-    """Create a schedule, or change one (`values` then holds only what changes). Its next fire is
-    computed from now: times it would have fired before the change do not fire."""
-    current = {field: getattr(schedule, field) for field in FIELDS} if schedule is not None else {}
-    data = clean(workflow, {**current, **values})
-    schedule = schedule or Schedule(workflow=workflow)
-    for field, value in data.items():
-        setattr(schedule, field, value)
-    try:
-        with transaction.atomic():
-            if schedule.pk is None:
-                schedule.save()  # the jitter of a fire derives from the schedule's id
+    """Create a schedule, or change one (`values` then holds only what changes).
+
+    A change of its timing (cron, time zone, bounds, jitter, remaining runs, pause) computes the next
+    fire from now; any other change (input, overlap, note, ...) keeps the fire that is pending.
+    """
+    with transaction.atomic():
+        if schedule is not None:  # read it again under a lock: a tick may have moved it meanwhile
+            schedule = Schedule.objects.select_for_update(of=("self",)).get(pk=schedule.pk)
+        current = {field: getattr(schedule, field) for field in FIELDS} if schedule is not None else {}
+        data = clean(workflow, {**current, **values})
+        retime = schedule is None or any(data[field] != current[field] for field in TIMING)
+        schedule = schedule or Schedule(workflow=workflow)
+        for field, value in data.items():
+            setattr(schedule, field, value)
+        if Schedule.objects.filter(workflow=workflow, name=data["name"]).exclude(pk=schedule.pk).exists():
+            raise ScheduleError([Problem("name", f"workflow {workflow.slug!r} has a schedule named {data['name']!r}")])
+        if schedule.pk is None:
+            schedule.save()  # the jitter of a fire derives from the schedule's id
+        if retime:
             _plan_next(schedule, after=now or timezone.now())
-            schedule.save()
-    except IntegrityError:
-        raise ScheduleError(
-            [Problem("name", f"workflow {workflow.slug!r} has a schedule named {data['name']!r}")]
-        ) from None
+        schedule.save()
     return schedule
 
 
@@ -171,12 +187,16 @@ def schedule_tick(now: datetime | None = None) -> dict[str, int]:
     counts: Counter[str] = Counter()
     due = Schedule.objects.filter(next_due_at__lte=now).order_by("next_due_at").values_list("pk", flat=True)
     for schedule_id in list(due[:TICK_BATCH]):
-        with transaction.atomic(), events.event_batch():
-            # Another beat's tick may hold it: skip it rather than wait (on SQLite writers queue anyway).
-            locked = Schedule.objects.select_for_update(skip_locked=True).select_related("workflow")
-            schedule = locked.filter(pk=schedule_id, next_due_at__lte=now).first()
-            if schedule is not None:
-                _fire_due(schedule, now, counts)
+        try:
+            with transaction.atomic(), events.event_batch():
+                # Another beat's tick may hold it: skip it rather than wait (on SQLite writers queue anyway).
+                locked = Schedule.objects.select_for_update(skip_locked=True, of=("self",)).select_related("workflow")
+                schedule = locked.filter(pk=schedule_id, next_due_at__lte=now).first()
+                if schedule is not None:
+                    _fire_due(schedule, now, counts)
+        except Exception:  # one schedule's trouble must not stop the others; the next tick tries it again
+            logger.exception("schedule %s could not fire; the next tick tries again", schedule_id)
+            counts["errors"] += 1
     if counts:
         logger.info("schedule tick: %s", dict(counts))
     return dict(counts)
@@ -185,9 +205,13 @@ def schedule_tick(now: datetime | None = None) -> dict[str, int]:
 def _fire_due(schedule: Schedule, now: datetime, counts: Counter) -> None:
     nominal = schedule.next_fire_at
     for _ in range(CATCH_UP_LIMIT):
-        if nominal is None or _due(schedule, nominal) > now:
+        if nominal is None or schedule.remaining_runs == 0:
+            nominal = None
             break
-        if (now - nominal).total_seconds() > schedule.catchup_window:
+        due = _due(schedule, nominal)
+        if due > now:
+            break
+        if (now - due).total_seconds() > schedule.catchup_window + CATCHUP_GRACE:
             fire = _record(schedule, nominal, Fire.MISSED, now, overlap=schedule.overlap)
         else:
             fire = _fire(schedule, nominal, Overlap(schedule.overlap), now)
@@ -233,7 +257,7 @@ def _fire(schedule: Schedule, nominal: datetime, overlap: Overlap, now: datetime
     elif overlap == Overlap.BUFFER_ONE and buffered.exists():
         pass  # one is waiting already: this one is skipped
     elif overlap in (Overlap.BUFFER_ONE, Overlap.BUFFER_ALL) and (buffered.exists() or unfinished.exists()):
-        _take(schedule, fire, Fire.BUFFERED)
+        _take(schedule, fire, Fire.BUFFERED, counted=False)
         if not unfinished.exists():  # buffered fires whose turn came while none could start: go on
             _release_oldest(schedule)
     elif not unfinished.exists():
@@ -241,18 +265,22 @@ def _fire(schedule: Schedule, nominal: datetime, overlap: Overlap, now: datetime
     return fire
 
 
-def _take(schedule: Schedule, fire: ScheduleFire, outcome: str, run: Run | None = None, message: str = "") -> None:
-    """Record the fire's outcome; one that starts or will start a run counts against remaining_runs."""
-    was_buffered = fire.outcome == Fire.BUFFERED
+def _take(
+    schedule: Schedule, fire: ScheduleFire, outcome: str, run: Run | None = None, message: str = "", *, counted: bool
+) -> None:
+    """Record the fire's outcome; one that starts or will start a run counts against remaining_runs once."""
     fire.outcome, fire.run, fire.message = outcome, run, message
     fire.save(update_fields=["outcome", "run", "message", "fired_at"])
-    taken = outcome in (Fire.STARTED, Fire.BUFFERED, Fire.CANCELLED_OTHER)
-    if schedule.remaining_runs and taken and not was_buffered:  # a buffered fire counted when it was buffered
+    if schedule.remaining_runs and not counted and outcome in (Fire.STARTED, Fire.BUFFERED, Fire.CANCELLED_OTHER):
         schedule.remaining_runs -= 1
         Schedule.objects.filter(pk=schedule.pk).update(remaining_runs=F("remaining_runs") - 1)
 
 
-def _start(schedule: Schedule, fire: ScheduleFire, outcome: str) -> None:
+def _start(schedule: Schedule, fire: ScheduleFire, outcome: str) -> Run | None:
+    counted = fire.outcome == Fire.BUFFERED  # a buffered fire counted when it was buffered
+    # Claimed before the run starts: a run that ends inside run_start finishes through run_finish,
+    # whose release must not find this fire still buffered and start it again.
+    _take(schedule, fire, outcome, counted=True)
     try:
         run, _created = run_start(
             workflow=schedule.workflow,
@@ -263,30 +291,43 @@ def _start(schedule: Schedule, fire: ScheduleFire, outcome: str) -> None:
         )
     except (RunNotAllowedError, InputValidationError) as exc:
         logger.warning("schedule %s could not start a run for %s: %s", schedule.pk, fire.nominal_time, exc)
-        _take(schedule, fire, Fire.FAILED, message=str(exc))
-        return
-    _take(schedule, fire, outcome, run)
+        _take(schedule, fire, Fire.FAILED, message=str(exc), counted=True)
+        return None
+    _take(schedule, fire, outcome, run, counted=counted)
+    return run
+
+
+_releasing: ContextVar[bool] = ContextVar("chordflow_schedule_releasing", default=False)
 
 
 def release_buffered(*, run_id: Any, status: str) -> None:
     """A run_finish hook: a scheduled run ended, so the schedule's oldest buffered fire starts now."""
+    if _releasing.get():  # a run that ended inside a start of ours: the loop below goes on by itself
+        return
     schedule_id = Run.objects.filter(pk=run_id).values_list("schedule_id", flat=True).first()
     if schedule_id is None:
         return
-    schedule = Schedule.objects.select_for_update().select_related("workflow").filter(pk=schedule_id).first()
+    schedule = (
+        Schedule.objects.select_for_update(of=("self",)).select_related("workflow").filter(pk=schedule_id).first()
+    )
     if schedule is None or Run.objects.filter(schedule=schedule, status__in=RUN_UNFINISHED).exists():
         return
     _release_oldest(schedule)
 
 
 def _release_oldest(schedule: Schedule) -> None:
-    """Start the oldest buffered fire; one that cannot start is `failed`, and the next one gets its turn."""
-    waiting = ScheduleFire.objects.filter(schedule=schedule, outcome=Fire.BUFFERED).order_by("nominal_time")
-    for fire in waiting[:BACKFILL_LIMIT]:
-        fire.fired_at = timezone.now()
-        _start(schedule, fire, Fire.STARTED)
-        if fire.outcome == Fire.STARTED:
-            return
+    """Start buffered fires, oldest first, until one starts a run that is still going; a fire that
+    cannot start is `failed` and the next one gets its turn."""
+    token = _releasing.set(True)
+    try:
+        waiting = ScheduleFire.objects.filter(schedule=schedule, outcome=Fire.BUFFERED).order_by("nominal_time")
+        for fire in waiting[:BACKFILL_LIMIT]:
+            fire.fired_at = timezone.now()
+            run = _start(schedule, fire, Fire.STARTED)
+            if run is not None and run.status in RUN_UNFINISHED:
+                return
+    finally:
+        _releasing.reset(token)
 
 
 def schedule_trigger(*, schedule: Schedule, overlap: str | None = None, now: datetime | None = None) -> ScheduleFire:
@@ -294,7 +335,7 @@ def schedule_trigger(*, schedule: Schedule, overlap: str | None = None, now: dat
     policy = _policy(overlap, schedule.overlap)
     now = now or timezone.now()
     with transaction.atomic(), events.event_batch():
-        locked = Schedule.objects.select_for_update().select_related("workflow").get(pk=schedule.pk)
+        locked = Schedule.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=schedule.pk)
         fire = _fire(locked, now, policy, now)
     if fire is None:  # the same microsecond twice: the first one stands
         return ScheduleFire.objects.get(schedule=schedule, nominal_time=now)
@@ -314,6 +355,8 @@ def schedule_backfill(
         problems.append(Problem("end", "is required"))
     if start_at and end_at and end_at <= start_at:
         problems.append(Problem("end", "must be after start"))
+    if end_at and end_at > (now or timezone.now()):
+        problems.append(Problem("end", "must not be in the future: a backfill fills the past"))
     policy = Overlap.BUFFER_ALL
     try:
         policy = _policy(overlap or Overlap.BUFFER_ALL, Overlap.BUFFER_ALL)
@@ -333,7 +376,7 @@ def schedule_backfill(
     now = now or timezone.now()
     fired = 0
     with transaction.atomic(), events.event_batch():
-        locked = Schedule.objects.select_for_update().select_related("workflow").get(pk=schedule.pk)
+        locked = Schedule.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=schedule.pk)
         for moment in times:
             fired += _fire(locked, moment, policy, now) is not None
     return fired
@@ -375,12 +418,13 @@ def schedules_load(workflow: Workflow, declared: Any) -> list[str]:
     lines: list[str] = []
     existing = {s.name: s for s in Schedule.objects.filter(workflow=workflow)}
     for index, values in enumerate(declared):
-        current = existing.get(values.get("name"))
-        unchanged = current is not None and all(getattr(current, k) == v for k, v in _normalised(values).items())
-        if unchanged:
-            lines.append(f"schedule {current.name}: unchanged")
-            continue
+        name = values.get("name")
+        current = existing.get(name) if isinstance(name, str) else None
         try:
+            cleaned = clean(workflow, values)
+            if current is not None and all(getattr(current, k) == v for k, v in cleaned.items()):
+                lines.append(f"schedule {current.name}: unchanged")
+                continue
             saved = schedule_save(workflow=workflow, values=values, schedule=current)
         except ScheduleError as exc:
             problems.extend(Problem(f"schedules[{index}].{p.path}".rstrip("."), p.message) for p in exc.problems)
@@ -389,12 +433,3 @@ def schedules_load(workflow: Workflow, declared: Any) -> list[str]:
     if problems:
         raise ScheduleError(problems)
     return lines
-
-
-def _normalised(values: dict[str, Any]) -> dict[str, Any]:
-    """Declared values as the model holds them, to tell an unchanged schedule (whose next fire must stay)."""
-    data = {**DEFAULTS, **values}
-    for key in ("start_at", "end_at"):
-        if isinstance(data[key], str):
-            data[key] = parse_datetime(data[key])
-    return {k: v for k, v in data.items() if k in FIELDS}

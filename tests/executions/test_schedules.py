@@ -258,3 +258,61 @@ def test_a_buffered_fire_that_cannot_start_gives_the_next_one_its_turn():
     schedule.workflow.save()
     schedules.schedule_tick(now=T0 + minutes(3))  # nothing is running: it starts, nothing stays stuck
     assert [o for _, o in outcomes(schedule)][-1] == "started"
+
+
+def test_buffered_fires_whose_runs_end_at_once_each_start_once():
+    """Runs that end inside their own start (every step skipped) finish through run_finish, whose
+    release must not start the same buffered fire again (it recursed until RecursionError)."""
+    wf = workflow(steps({"id": "a", "action": "echo", "when": "{{ not input.skip }}"}, defaults={"queue": NOWHERE}))
+    schedule = make(wf=wf, overlap="buffer_all", input={"skip": False})
+    for n in range(4):
+        schedules.schedule_tick(now=T0 + minutes(n))
+    schedules.schedule_save(workflow=wf, values={"input": {"skip": True}}, schedule=schedule)
+    finish(Run.objects.get(schedule=schedule))
+    assert [o for _, o in outcomes(schedule)] == ["started"] * 4
+    assert Run.objects.filter(schedule=schedule).count() == 4
+    assert set(Run.objects.filter(schedule=schedule).values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
+
+
+def test_a_tick_a_little_late_still_fires_a_schedule_with_no_catch_up():
+    schedule = make(catchup_window=0)
+    assert schedules.schedule_tick(now=T0 + timedelta(seconds=3)) == {"started": 1}
+    assert schedules.schedule_tick(now=T0 + minutes(1) + timedelta(seconds=30)) == {"missed": 1}
+    assert schedule.fires.count() == 2
+
+
+def test_remaining_runs_used_up_by_a_trigger_leave_nothing_for_the_tick():
+    schedule = make(remaining_runs=1, overlap="allow_all")
+    schedules.schedule_trigger(schedule=schedule, now=T0 - timedelta(seconds=10))
+    assert schedules.schedule_tick(now=T0 + timedelta(seconds=1)) == {}
+    schedule.refresh_from_db()
+    assert (schedule.remaining_runs, schedule.next_due_at) == (0, None)
+    assert Run.objects.filter(schedule=schedule).count() == 1
+
+
+def test_a_change_of_note_or_input_keeps_the_pending_fire_a_change_of_timing_does_not():
+    schedule = make()
+    assert schedule.next_fire_at == T0
+    kept = schedules.schedule_save(
+        workflow=schedule.workflow, values={"note": "x"}, schedule=schedule, now=T0 + minutes(2)
+    )
+    assert kept.next_fire_at == T0  # still fires (then catches up) on the next tick
+    moved = schedules.schedule_save(workflow=schedule.workflow, values={"cron": "*/5 * * * *"}, schedule=kept, now=T0)
+    assert moved.next_fire_at == T0 + minutes(5)
+
+
+def test_inputs_that_used_to_raise_are_problems_with_their_field():
+    wf = workflow(steps({"id": "a", "action": "echo"}))
+    values = {
+        "name": "x", "cron": ",".join(str(m) for m in range(60)) + " * * * *", "timezone": "America",
+        "start_at": "2026-02-30T00:00:00Z", "end_at": "9999-01-01T00:00:00Z", "jitter": 10**12,
+        "catchup_window": 2**40, "remaining_runs": 2**40,
+    }  # fmt: skip
+    with pytest.raises(ScheduleError) as caught:
+        schedules.schedule_save(workflow=wf, values=values)
+    assert {p.path for p in caught.value.problems} == {
+        "cron", "timezone", "start_at", "end_at", "jitter", "catchup_window", "remaining_runs",
+    }  # fmt: skip
+    assert schedules.schedule_save(workflow=wf, values={"name": "y", "cron": "@daily", "input": None}).input == {}
+    with pytest.raises(ScheduleError, match="must not be in the future"):
+        schedules.schedule_backfill(schedule=Schedule.objects.get(name="y"), start=T0, end=T0 + minutes(5), now=T0)
