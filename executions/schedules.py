@@ -133,6 +133,14 @@ def schedule_save(
     A change of its timing (cron, time zone, bounds, jitter, remaining runs, pause) computes the next
     fire from now; any other change (input, overlap, note, ...) keeps the fire that is pending.
     """
+    try:
+        return _save(workflow, values, schedule, now)
+    except IntegrityError:  # two saves of one new name at once: the second one loses
+        name = values.get("name", getattr(schedule, "name", ""))
+        raise ScheduleError([Problem("name", f"workflow {workflow.slug!r} has a schedule named {name!r}")]) from None
+
+
+def _save(workflow: Workflow, values: dict[str, Any], schedule: Schedule | None, now: datetime | None) -> Schedule:
     with transaction.atomic():
         if schedule is not None:  # read it again under a lock: a tick may have moved it meanwhile
             schedule = Schedule.objects.select_for_update(of=("self",)).get(pk=schedule.pk)
