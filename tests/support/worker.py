@@ -19,6 +19,22 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 READY_TIMEOUT_SECONDS = 60
 
 
+def start_celery(argv: list[str], log_path: Path) -> subprocess.Popen:
+    """A celery process (worker or beat) on the test settings and the test database, logging to `log_path`."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        # After pytest-django's setup, NAME is the test database's.
+        "CHORDFLOW_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+    }
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, process_group=0, preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+
 class WorkerProcess:
     """Start, stop or kill -9 one worker; `name` makes its node name unique for ping."""
 
@@ -34,23 +50,12 @@ class WorkerProcess:
         return f"{self.name}@chordflow-test"
 
     def start(self) -> WorkerProcess:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            # After pytest-django's setup, NAME is the test database's.
-            "CHORDFLOW_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
-        }
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork",
             "-c", str(self.concurrency), "-Q", self.queues, "-n", self.node, "-l", "INFO",
             "--without-mingle", "--without-gossip", "-I", "tests.support.worker_tasks",
         ]  # fmt: skip
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, process_group=0, preexec_fn=die_with_parent,
-            )  # fmt: skip
+        self.process = start_celery(argv, self.log)
         self.wait_ready()
         return self
 
