@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html
 
 from executions import cron, schedules
 from executions.exceptions import ScheduleError
@@ -52,17 +53,31 @@ class FireInline(admin.TabularInline):
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
-    list_display = ["name", "workflow", "cron", "description", "timezone", "next_fire_at", "last_outcome", "paused"]
+    list_display = ["name", "workflow", "cron_code", "description", "next_fire", "last_outcome", "paused"]
     list_filter = ["paused", "overlap", "workflow"]
     list_select_related = ["workflow"]
     search_fields = ["name", "workflow__slug"]
-    readonly_fields = ["description", "next_fire_at"]
+    readonly_fields = ["description", "next_fire"]
     actions = ["pause", "resume", "trigger_now"]
     inlines = [FireInline]
 
     @admin.display(description="in words")
     def description(self, obj: Schedule) -> str:
         return cron.describe(obj.cron) if obj.cron else "-"
+
+    @admin.display(description="cron", ordering="cron")
+    def cron_code(self, obj: Schedule):
+        return format_html('<code style="white-space: nowrap">{}</code>', obj.cron)
+
+    @admin.display(description="next fire (its time zone)", ordering="next_fire_at")
+    def next_fire(self, obj: Schedule) -> str:
+        """In the schedule's own time zone, where its cron is read: 02:30 means 02:30 there."""
+        if obj.paused:
+            return "paused" + (f": {obj.note}" if obj.note else "")
+        if obj.next_fire_at is None:
+            return "none left"
+        local = obj.next_fire_at.astimezone(cron.zone(obj.timezone))
+        return f"{local:%a %d %b %Y, %H:%M} ({obj.timezone}, UTC{local:%z})"
 
     @admin.display(description="last outcome")
     def last_outcome(self, obj: Schedule) -> str:
