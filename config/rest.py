@@ -145,7 +145,7 @@ class ListPagination(LimitOffsetPagination):
     max_limit = 500
 
 
-class _CursorPagination(CursorPagination):
+class BaseCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
 
     def decode_cursor(self, request):
@@ -156,13 +156,13 @@ class _CursorPagination(CursorPagination):
             raise exceptions.ValidationError({"cursor": ["invalid cursor: follow the next/previous links"]}) from None
 
 
-class NewestFirstPagination(_CursorPagination):
+class NewestFirstPagination(BaseCursorPagination):
     ordering = "-created_at"
     page_size = 50
     max_page_size = 500
 
 
-class InOrderPagination(_CursorPagination):
+class InOrderPagination(BaseCursorPagination):
     ordering = "id"
     page_size = 100
     max_page_size = 1000

@@ -8,7 +8,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import ListPagination, StrictSerializer, _CursorPagination, error_responses
+from config.rest import BaseCursorPagination, ListPagination, StrictSerializer, error_responses
 from executions import schedules
 from executions.exceptions import ScheduleError
 from executions.models import Schedule, ScheduleFire
@@ -46,7 +46,7 @@ def body(request) -> dict:
     return dict(request.data)
 
 
-class FiresPagination(_CursorPagination):
+class FiresPagination(BaseCursorPagination):
     ordering = "-nominal_time"
     page_size = 50
     max_page_size = 500
