@@ -10,8 +10,9 @@ from django.contrib import admin, messages
 from django.db.models import Max, Min, QuerySet
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
+from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
 from executions.services import run_cancel, run_retry
@@ -185,9 +186,8 @@ class RunAdmin(ReadOnlyAdmin):
     @admin.display(description=f"events (the first {EVENTS_SHOWN})")
     def events(self, obj):
         rows = RunEvent.objects.filter(run=obj).order_by("id")[:EVENTS_SHOWN]
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return html_table(
+            ["at", "event", "step", "branch", "message"],
             (
                 (
                     e.created_at.strftime("%H:%M:%S.%f")[:-3],
@@ -198,9 +198,6 @@ class RunAdmin(ReadOnlyAdmin):
                 )
                 for e in rows
             ),
-        )
-        return format_html(
-            "<table><tr><th>at</th><th>event</th><th>step</th><th>branch</th><th>message</th></tr>{}</table>", body
         )
 
     def _act(self, request, queryset, service, verb: str, permission: str) -> None:

@@ -6,11 +6,25 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils.html import format_html
 
-from executions import cron, schedules
+from executions import cron, schedules, selectors
+from executions.admin_html import html_table
 from executions.exceptions import ScheduleError
 from executions.models import Schedule, ScheduleFire
+
+FIRES_SHOWN = 50
+
+
+def _at(moment) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC" if moment else "-"
+
+
+def _run_link(run_id):
+    if run_id is None:
+        return "-"
+    return format_html('<a href="{}">{}</a>', reverse("admin:executions_run_change", args=[run_id]), str(run_id)[:8])
 
 
 class ScheduleForm(forms.ModelForm):
@@ -36,20 +50,6 @@ class ScheduleForm(forms.ModelForm):
         return data
 
 
-class FireInline(admin.TabularInline):
-    model = ScheduleFire
-    fields = ["nominal_time", "fired_at", "outcome", "overlap", "run", "message"]
-    readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = False
-    verbose_name_plural = "fires (newest first)"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-nominal_time")
-
-
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
@@ -57,9 +57,11 @@ class ScheduleAdmin(admin.ModelAdmin):
     list_filter = ["paused", "overlap", "workflow"]
     list_select_related = ["workflow"]
     search_fields = ["name", "workflow__slug"]
-    readonly_fields = ["description", "next_fire"]
+    readonly_fields = ["description", "next_fire", "fires"]
     actions = ["pause", "resume", "trigger_now"]
-    inlines = [FireInline]
+
+    def get_queryset(self, request):
+        return selectors.schedule_list()
 
     @admin.display(description="in words")
     def description(self, obj: Schedule) -> str:
@@ -81,8 +83,18 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="last outcome")
     def last_outcome(self, obj: Schedule) -> str:
-        fire = obj.fires.order_by("-nominal_time").only("outcome").first()
-        return fire.outcome if fire else "-"
+        return getattr(obj, "last_outcome", None) or "-"
+
+    @admin.display(description=f"fires (the latest {FIRES_SHOWN}; all: GET /api/schedules/{{id}}/fires/)")
+    def fires(self, obj: Schedule):
+        rows = ScheduleFire.objects.filter(schedule=obj)[:FIRES_SHOWN] if obj.pk else []
+        return html_table(
+            ["nominal time", "fired at", "outcome", "policy", "run", "message"],
+            (
+                (_at(f.nominal_time), _at(f.fired_at), f.outcome, f.overlap, _run_link(f.run_id), f.message)
+                for f in rows
+            ),
+        )
 
     def save_model(self, request, obj, form, change):
         values = {field: form.cleaned_data.get(field) for field in schedules.FIELDS}

@@ -79,5 +79,6 @@ class ScheduleOutput(serializers.ModelSerializer):
 
     @extend_schema_field(FireOutput(allow_null=True))
     def get_last_fire(self, schedule: Schedule) -> dict | None:
-        fire = schedule.fires.order_by("-nominal_time").first()
+        """From selectors.with_last_fires when the caller attached it; else read here."""
+        fire = schedule.last_fire if hasattr(schedule, "last_fire") else schedule.fires.first()  # newest first
         return FireOutput(fire).data if fire is not None else None

@@ -9,7 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from config.rest import BaseCursorPagination, ListPagination, StrictSerializer, error_responses
-from executions import schedules
+from executions import schedules, selectors
 from executions.exceptions import ScheduleError
 from executions.models import Schedule, ScheduleFire
 from executions.schedule_serializers import (
@@ -63,10 +63,10 @@ class ScheduleListView(GenericAPIView):
         operation_id="schedules_list",
     )
     def get(self, request):
-        found = Schedule.objects.select_related("workflow").order_by("id")
+        found = selectors.schedule_list().order_by("id")
         if request.query_params.get("workflow"):
             found = found.filter(workflow__slug=request.query_params["workflow"])
-        page = self.paginate_queryset(found)
+        page = selectors.with_last_fires(self.paginate_queryset(found))
         return self.get_paginated_response(ScheduleOutput(page, many=True).data)
 
     @extend_schema(

@@ -9,9 +9,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
-from executions.models import Run, RunEvent, StepRun
+from executions.models import Run, RunEvent, Schedule, ScheduleFire, StepRun
 from workflows.services import version_spec
 
 
@@ -88,3 +88,19 @@ def step_branches(run: Run, step_id: str) -> QuerySet[StepRun]:
 
 def run_events(run: Run) -> QuerySet[RunEvent]:
     return RunEvent.objects.filter(run=run)
+
+
+def schedule_list() -> QuerySet[Schedule]:
+    """Schedules with their workflow and their latest fire's id and outcome, in the same query."""
+    latest = ScheduleFire.objects.filter(schedule=OuterRef("pk")).order_by("-nominal_time")
+    return Schedule.objects.select_related("workflow").annotate(
+        last_fire_id=Subquery(latest.values("pk")[:1]), last_outcome=Subquery(latest.values("outcome")[:1])
+    )
+
+
+def with_last_fires(schedules: list[Schedule]) -> list[Schedule]:
+    """Attach `last_fire` (a ScheduleFire or None) to schedules from schedule_list(), in one query."""
+    fires = ScheduleFire.objects.in_bulk([s.last_fire_id for s in schedules if s.last_fire_id])
+    for schedule in schedules:
+        schedule.last_fire = fires.get(schedule.last_fire_id)
+    return schedules

@@ -49,3 +49,21 @@ def test_actions_pause_resume_and_trigger(admin_client, wf):
     assert not schedule.paused and schedule.next_due_at is not None
     admin_client.post(url, {"action": "trigger_now", "_selected_action": [schedule.pk]})
     assert Run.objects.filter(schedule=schedule).count() == 1
+
+
+def listing_queries(admin_client, wf, count: int) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(count):
+        schedule = schedules.schedule_save(
+            workflow=wf, values={"name": f"n{Schedule.objects.count()}", "cron": "@daily"}
+        )
+        schedules.schedule_trigger(schedule=schedule)
+    with CaptureQueriesContext(connection) as captured:
+        assert admin_client.get(reverse("admin:executions_schedule_changelist")).status_code == 200
+    return len(captured)
+
+
+def test_the_list_does_not_query_per_schedule(admin_client, wf):
+    assert listing_queries(admin_client, wf, 2) == listing_queries(admin_client, wf, 4)

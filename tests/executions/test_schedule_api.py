@@ -104,3 +104,19 @@ def test_permissions(nightly):
     assert reader.get("/api/schedules/").status_code == 200
     denied = reader.post("/api/schedules/", {"workflow": "nightly", "name": "n", "cron": "@daily"}, format="json")
     assert denied.status_code == 403 and "executions.add_schedule" in denied.json()["detail"]
+
+
+def test_the_list_does_not_query_per_schedule(api, nightly):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        body = {"workflow": "nightly", "name": f"n{Schedule.objects.count()}", "cron": "@daily"}
+        created = api.post("/api/schedules/", body, format="json").json()
+        api.post(f"/api/schedules/{created['id']}/trigger/", {}, format="json")
+        with CaptureQueriesContext(connection) as captured:
+            listed = api.get("/api/schedules/").json()["results"]
+        assert all(s["last_fire"]["outcome"] == "started" for s in listed)
+        return len(captured)
+
+    assert queries() == queries() == queries()
