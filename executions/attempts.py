@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -25,6 +24,7 @@ from executions.planning import error_dict
 from executions.resolve import step_give_up
 from executions.selectors import run_facts
 from executions.states import StepMove
+from workflows import limits, secrets
 from workflows.actions import ActionContext, get_action
 from workflows.exceptions import PermanentError, RetryableError
 from workflows.services import version_spec_by_id
@@ -70,8 +70,10 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
         branch_index=row.branch_index,
         item=row.item,
     )
+    revealed: dict[str, str] = {}  # secret name -> value, redacted from whatever the attempt leaves
     try:
-        output = get_action(step.action)(row.input, context)
+        params = secrets.reveal(row.input, run_id=context.run_id, allowed=step.secrets, revealed=revealed)
+        output = secrets.redact(get_action(step.action)(params, context), revealed)
         _check_json(output)
     except SoftTimeLimitExceeded:
         failure = Failure("TimeoutError", f"attempt {attempt} ran past the step's timeout of {step.timeout:g}s", True)
@@ -84,14 +86,24 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
     else:
         step_succeed(row=row, output=output)
         return None
+    if revealed:
+        failure = replace(
+            failure,
+            message=secrets.redact(failure.message, revealed),
+            traceback=secrets.redact(failure.traceback, revealed),
+        )
     return attempt_failed(row=row, step=step, failure=failure)
 
 
 def _check_json(output: Any) -> None:
+    """An output the database or a client cannot hold fails the attempt for good, saying why."""
     try:
-        json.dumps(output)
-    except (TypeError, ValueError) as exc:
-        raise PermanentError(f"the action's output is not JSON-serializable: {exc}") from None
+        limits.check_storable(
+            output, max_bytes=limits.limit("CHORDFLOW_MAX_OUTPUT_BYTES"), what="the action's output",
+            setting="CHORDFLOW_MAX_OUTPUT_BYTES",
+        )  # fmt: skip
+    except limits.UnstorableValue as exc:
+        raise PermanentError(str(exc)) from None
 
 
 def recorded(record: Callable[[], T]) -> T:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from celery import chord, group
 from django.conf import settings
@@ -86,6 +87,18 @@ class DispatchPlan:
                     publish_chord(parent_id=parent_id, step=step, branches=branches)
         except Exception:
             logger.exception("could not publish the tasks of run %s; the sweeper will re-dispatch them", self.run_id)
+
+
+def advance_on_commit(run_id: Any) -> None:
+    """After commit, have a worker plan and start the run's first steps (the sweep does it if this is lost)."""
+
+    def send() -> None:
+        try:
+            app.signature(RUN_ADVANCE, args=(str(run_id),)).apply_async(ignore_result=True)
+        except Exception:
+            logger.exception("could not publish the first advance of run %s; the sweeper will do it", run_id)
+
+    transaction.on_commit(send)
 
 
 def publish_chord(*, parent_id: int, step: StepSpec, branches: list[tuple[int, str]]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executions.states import STEP_FINISHED, STEP_IN_FLIGHT, RunStatus, StepStatus
-from workflows import expressions
+from workflows import expressions, limits
 from workflows.exceptions import ExpressionError
 from workflows.spec import STEP_TYPE_ACTION, StepSpec, WorkflowSpec
 
@@ -68,12 +68,15 @@ def dependency_satisfied(spec: WorkflowSpec, dep: str, status: str) -> bool:
 
 
 def ready_steps(spec: WorkflowSpec, statuses: Statuses) -> list[str]:
-    """Pending steps whose every dependency is satisfied, in definition order."""
+    """Pending steps whose every dependency is satisfied, in definition order.
+
+    Looks only at the steps in `statuses`: a partial plan of a long chain reads a few, not all.
+    """
+    pending = sorted((spec.positions[s] for s, status in statuses.items() if status == S.PENDING))
     return [
         step.id
-        for step in spec.steps
-        if statuses.get(step.id) == S.PENDING
-        and all(dependency_satisfied(spec, dep, statuses[dep]) for dep in step.depends_on)
+        for step in (spec.steps[index] for index in pending)
+        if all(dependency_satisfied(spec, dep, statuses[dep]) for dep in step.depends_on)
     ]
 
 
@@ -164,6 +167,10 @@ def _move(step: StepSpec, values: dict[str, Any]) -> Move:
             items = expressions.evaluate(step.for_each, values)
             if not isinstance(items, list):
                 raise ExpressionError(f"for_each gave {type(items).__name__}, not a list")
+            if len(items) > (widest := limits.limit("CHORDFLOW_MAX_FOR_EACH")):
+                raise ExpressionError(
+                    f"for_each gave {len(items):,} items, over the limit of {widest:,} (CHORDFLOW_MAX_FOR_EACH)"
+                )
             params = [
                 expressions.evaluate(step.params, {**values, "item": item, "index": index})
                 for index, item in enumerate(items)

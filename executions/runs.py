@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from executions import events, transitions
-from executions.advance import LIGHT_STEP_FIELDS, advance_rows
+from executions import events, planning, transitions
+from executions.advance import LIGHT_STEP_FIELDS, advance_rows, apply
+from executions.dispatch import advance_on_commit
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
 from executions.models import Run, StepRun
+from executions.planning import RunView
 from executions.resolve import lock_run
 from executions.states import RunMove, RunStatus, StepStatus
-from workflows import graph
+from workflows import graph, limits
 from workflows.definition import validate_input
 from workflows.models import Workflow
 from workflows.services import version_spec
@@ -49,9 +52,15 @@ def run_start(
         existing = Run.objects.filter(workflow=workflow, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
+    # Expressions are evaluated here, before any lock is taken: a slow one delays only this start.
+    run_id = uuid.uuid4()
+    view = RunView(id=run_id, workflow=workflow.slug, input=run_input, status=R.RUNNING)
+    first = planning.plan(spec, dict.fromkeys(spec.positions, S.PENDING), run=view, read_outputs=dict)
+    branches = sum(len(move.items) for move in first.moves)
     try:
         with transaction.atomic(), events.event_batch():
             run = Run.objects.create(
+                id=run_id,
                 workflow=workflow,
                 version=version,
                 input=run_input,
@@ -64,7 +73,11 @@ def run_start(
             rows = StepRun.objects.bulk_create([StepRun(run=run, step_id=step.id) for step in spec.steps])
             transitions.move_run(RunMove.START, run.pk, fields={"started_at": timezone.now()}, version=version.number)
             run.status = R.RUNNING
-            advance_rows(run, spec, {row.step_id: row for row in rows})
+            if branches > limits.limit("CHORDFLOW_START_INLINE_BRANCHES"):
+                # Writing that many branch rows would hold the write lock for seconds: a worker does it.
+                advance_on_commit(run.pk)
+            else:
+                apply(run, spec, {row.step_id: row for row in rows}, first)
     except IntegrityError:
         if not idempotency_key:
             raise

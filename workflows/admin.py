@@ -18,6 +18,7 @@ from workflows.exceptions import DefinitionError, InputValidationError
 from workflows.models import Workflow, WorkflowVersion
 from workflows.selectors import workflow_list
 from workflows.services import workflow_save
+from workflows.yaml_load import load_definition
 
 
 def pretty(value) -> str:
@@ -48,7 +49,7 @@ class WorkflowForm(forms.ModelForm):
 
     def clean_definition(self):
         try:
-            definition = yaml.safe_load(self.cleaned_data["definition"])
+            definition = load_definition(self.cleaned_data["definition"])
         except yaml.YAMLError as exc:
             raise ValidationError(f"not valid YAML or JSON: {exc}") from None
         try:

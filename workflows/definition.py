@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from workflows import actions, expressions, graph
+from workflows import actions, expressions, graph, limits
 from workflows.exceptions import DefinitionError, ExpressionError, InputValidationError, Problem
 from workflows.spec import (
     DEFAULT_QUEUE,
@@ -32,6 +32,8 @@ STEP_KEYS = {"id", "description", "type", "action", "depends_on", "params", "whe
 RETRY_KEYS = {"max_attempts", "backoff", "backoff_max", "jitter"}
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_DEFINITION_BYTES = 2 * 1024 * 1024  # as JSON
+MAX_INPUT_BYTES = 16 * 1024 * 1024  # as JSON; a REST request is bounded lower (CHORDFLOW_API_MAX_BODY_BYTES)
 RUN_NAMES = {"input", "steps", "run"}
 BRANCH_NAMES = {"item", "index"}
 
@@ -136,9 +138,18 @@ class _Validator:
         return value
 
     def expressions_in(
-        self, value: Any, path: str, *, allowed_names: set[str], allowed_steps: set[str] | None
+        self,
+        value: Any,
+        path: str,
+        *,
+        allowed_names: set[str],
+        allowed_steps: set[str] | None,
+        secrets: set[str] | None = None,
     ) -> set[str]:
-        """Check every expression in `value` parses and reads only names and steps it may; return the steps read."""
+        """Check every expression in `value` parses and reads only names and steps it may; return the steps read.
+
+        Secret names read are added to `secrets`; None means secret() may not be used here.
+        """
         read: set[str] = set()
         for where, text in expressions.strings_with_paths(value, path):
             try:
@@ -147,6 +158,13 @@ class _Validator:
                 self.problem(where, str(exc))
                 continue
             read |= expressions.referenced_steps(tree)
+            names, problems = expressions.referenced_secrets(tree)
+            for message in problems:
+                self.problem(where, message)
+            if names and secrets is None:
+                self.problem(where, "secret() may be used only in the params of an action step, never stored")
+            elif names:
+                secrets |= names
             for name in sorted(expressions.referenced_names(tree) - allowed_names - expressions.GLOBAL_NAMES):
                 self.problem(where, f"unknown name {name!r}; expressions here see {', '.join(sorted(allowed_names))}")
             if allowed_steps is None:
@@ -164,6 +182,10 @@ class _Validator:
         d = self.definition
         if not isinstance(d, dict):
             raise DefinitionError([Problem("", "a definition must be an object (mapping)")])
+        try:  # first, so that nothing below walks a value too deep or too big
+            limits.check_storable(d, max_bytes=MAX_DEFINITION_BYTES, what="the definition")
+        except limits.UnstorableValue as exc:
+            raise DefinitionError([Problem("", str(exc))]) from None
         self.unknown_keys(d, TOP_KEYS, "")
         name = d.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -201,6 +223,10 @@ class _Validator:
         if not isinstance(raw_steps, list) or not raw_steps:
             self.problem("steps", "is required: a non-empty list of steps")
             raw_steps = []
+        elif len(raw_steps) > (max_steps := limits.limit("CHORDFLOW_MAX_STEPS")):
+            message = f"has {len(raw_steps):,} steps, over the limit of {max_steps:,} (CHORDFLOW_MAX_STEPS)"
+            self.problem("steps", message)
+            raise DefinitionError(self.problems)
 
         steps: list[StepSpec] = []
         paths: dict[str, str] = {}
@@ -298,19 +324,28 @@ class _Validator:
         cycle = graph.find_cycle(deps)
         if cycle:
             self.problem(f"{paths[cycle[0]]}.depends_on", f"dependency cycle: {' -> '.join(cycle)}")
+        # In a cycle "ancestor" means nothing: expressions are checked against every known step.
+        upstream_bits = {} if cycle else graph.ancestor_sets(deps)
+        position = {step_id: index for index, step_id in enumerate(deps)}
         for index, step in enumerate(steps):
             path = f"steps[{index}]"
-            # In a cycle "ancestor" means nothing: check the expressions against every known step.
-            upstream = known - {step.id} if cycle else graph.ancestors(deps, step.id)
+            upstream = known - {step.id} if cycle else _UpstreamSet(upstream_bits.get(step.id, 0), position)
             names = RUN_NAMES | BRANCH_NAMES if step.for_each else RUN_NAMES
+            secret_names: set[str] = set()
             reads = (
                 self.expressions_in(step.when, f"{path}.when", allowed_names=RUN_NAMES, allowed_steps=upstream)
                 | self.expressions_in(
                     step.for_each, f"{path}.for_each", allowed_names=RUN_NAMES, allowed_steps=upstream
                 )
-                | self.expressions_in(step.params, f"{path}.params", allowed_names=names, allowed_steps=upstream)
+                | self.expressions_in(
+                    step.params,
+                    f"{path}.params",
+                    allowed_names=names,
+                    allowed_steps=upstream,
+                    secrets=secret_names if step.type == STEP_TYPE_ACTION else None,
+                )
             )
-            steps[index] = replace(step, reads=frozenset(reads))
+            steps[index] = replace(step, reads=frozenset(reads), secrets=frozenset(secret_names))
             if step.for_each is not None and not expressions.has_expression(step.for_each):
                 self.problem(f"{path}.for_each", "must be an expression giving a list, e.g. '{{ input.items }}'")
 
@@ -318,6 +353,20 @@ class _Validator:
         if output is None:
             return frozenset()
         return frozenset(self.expressions_in(output, "output", allowed_names=RUN_NAMES, allowed_steps=known))
+
+
+class _UpstreamSet:
+    """The ids whose bits are set: membership is one shift, with no set built per step."""
+
+    def __init__(self, bits: int, position: dict[str, int]) -> None:
+        self.bits, self.position = bits, position
+
+    def __contains__(self, step_id: object) -> bool:
+        index = self.position.get(step_id)  # type: ignore[arg-type]
+        return index is not None and bool(self.bits >> index & 1)
+
+    def __rsub__(self, other: set[str]) -> set[str]:
+        return {step_id for step_id in other if step_id not in self}
 
 
 def _json_path(parts) -> str:
@@ -331,6 +380,10 @@ def parse_definition(definition: Any) -> WorkflowSpec:
 
 def validate_input(spec: WorkflowSpec, data: Any) -> None:
     """Raise InputValidationError with every schema error (path and message) when `data` does not fit."""
+    try:
+        limits.check_storable(data, max_bytes=MAX_INPUT_BYTES, what="the input")
+    except limits.UnstorableValue as exc:
+        raise InputValidationError([Problem("input", str(exc))]) from None
     if spec.input_schema is None:
         return
     validator = Draft202012Validator(spec.input_schema)

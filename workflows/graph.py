@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 
 Graph = Mapping[str, Iterable[str]]
@@ -37,18 +38,26 @@ def find_cycle(graph: Graph) -> list[str] | None:
 
 
 def topological_order(graph: Graph) -> list[str]:
-    """Every id after its dependencies; ties keep the graph's own order. The graph must be acyclic."""
+    """Every id after its dependencies; ties keep the graph's own order. The graph must be acyclic.
+
+    Kahn's algorithm with a heap of positions: O((n + e) log n).
+    """
+    position = {node: index for index, node in enumerate(graph)}
+    waiting = {node: sum(1 for dep in graph[node] if dep in position) for node in graph}
+    reverse = dependents(graph)
+    ready = [position[node] for node, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    nodes = list(graph)
     order: list[str] = []
-    placed: set[str] = set()
-    remaining = list(graph)
-    while remaining:
-        progress = [node for node in remaining if all(dep in placed for dep in graph[node])]
-        if not progress:
-            raise ValueError(f"the graph has a cycle: {' -> '.join(find_cycle(graph) or remaining)}")
-        for node in progress:
-            placed.add(node)
-            order.append(node)
-        remaining = [node for node in remaining if node not in placed]
+    while ready:
+        node = nodes[heapq.heappop(ready)]
+        order.append(node)
+        for child in reverse[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, position[child])
+    if len(order) < len(nodes):
+        raise ValueError(f"the graph has a cycle: {' -> '.join(find_cycle(graph) or nodes)}")
     return order
 
 
@@ -64,13 +73,29 @@ def ancestors(graph: Graph, node: str) -> set[str]:
     return seen
 
 
-def dependents(graph: Graph) -> dict[str, set[str]]:
-    """The reverse graph: for each id, the ids that depend on it directly."""
-    reverse: dict[str, set[str]] = {node: set() for node in graph}
+def ancestor_sets(graph: Graph) -> dict[str, int]:
+    """For each id, its ancestors as a bit set (bit i = the i-th id of the graph), in one pass.
+
+    For an acyclic graph; linear in ids plus edges, each step an OR of machine-word-packed ints.
+    """
+    bit = {node: 1 << index for index, node in enumerate(graph)}
+    found: dict[str, int] = {}
+    for node in topological_order(graph):
+        mask = 0
+        for dep in graph[node]:
+            if dep in bit:
+                mask |= found[dep] | bit[dep]
+        found[node] = mask
+    return found
+
+
+def dependents(graph: Graph) -> dict[str, list[str]]:
+    """The reverse graph: for each id, the ids that depend on it directly, in the graph's order."""
+    reverse: dict[str, list[str]] = {node: [] for node in graph}
     for node, deps in graph.items():
         for dep in deps:
             if dep in reverse:
-                reverse[dep].add(node)
+                reverse[dep].append(node)
     return reverse
 
 

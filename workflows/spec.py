@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from workflows import graph
+
 ON_FAILURE_FAIL_RUN = "fail_run"
 ON_FAILURE_CONTINUE = "continue"
 ON_FAILURE_ESCALATE = "escalate"  # an operator decides: retry, skip or fail (the approvals app)
@@ -48,6 +50,7 @@ class StepSpec:
     queue: str = DEFAULT_QUEUE
     on_failure: str = ON_FAILURE_FAIL_RUN
     reads: frozenset[str] = frozenset()  # step ids its expressions read (`steps.<id>`): outputs to load
+    secrets: frozenset[str] = frozenset()  # names its params read as secret('NAME'): revealed when it runs
 
     @property
     def continues_on_failure(self) -> bool:
@@ -81,10 +84,17 @@ class WorkflowSpec:
 
         After a step succeeds, only these can become ready, and only these are needed to decide it.
         """
-        result: dict[str, frozenset[str]] = {}
-        for step in self.steps:
-            dependents = [other for other in self.steps if step.id in other.depends_on]
-            result[step.id] = frozenset(
-                {d.id for d in dependents}.union(*(set(d.depends_on) | set(d.reads) for d in dependents))
+        reverse = graph.dependents(self.dependencies)
+        return {
+            step_id: frozenset(
+                {d for d in children}.union(
+                    *(set(self.steps_by_id[d].depends_on) | set(self.steps_by_id[d].reads) for d in children)
+                )
             )
-        return result
+            for step_id, children in reverse.items()
+        }
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each step's place in the definition."""
+        return {step.id: index for index, step in enumerate(self.steps)}

@@ -221,6 +221,22 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chordflow@localhost")
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING below, like the web process
 
+# --- Limits: what one definition, input or step may cost (docs/security.md) -----------------------
+# Steps in one definition, and the nesting depth of any JSON value (definitions, inputs, params, outputs).
+CHORDFLOW_MAX_STEPS = env_int("CHORDFLOW_MAX_STEPS", 1000)
+CHORDFLOW_MAX_JSON_DEPTH = env_int("CHORDFLOW_MAX_JSON_DEPTH", 64)
+# Items one for_each may fan out to.
+CHORDFLOW_MAX_FOR_EACH = env_int("CHORDFLOW_MAX_FOR_EACH", 100_000)
+# A step's output (and a run's output), as JSON bytes; a bigger one fails the attempt for good.
+CHORDFLOW_MAX_OUTPUT_BYTES = env_int("CHORDFLOW_MAX_OUTPUT_BYTES", 1024 * 1024)
+# Any string or list an expression builds, and its value as JSON: characters, items and bytes.
+CHORDFLOW_MAX_EXPRESSION_SIZE = env_int("CHORDFLOW_MAX_EXPRESSION_SIZE", 1024 * 1024)
+# Seconds one expression may compute before it fails with an ExpressionError.
+CHORDFLOW_EXPRESSION_TIMEOUT = float(env_str("CHORDFLOW_EXPRESSION_TIMEOUT", "1.0"))
+# A start whose first steps fan out wider than this is planned and applied by a worker, not in the
+# request that started it: the request answers at once with the run pending.
+CHORDFLOW_START_INLINE_BRANCHES = env_int("CHORDFLOW_START_INLINE_BRANCHES", 1000)
+
 # --- REST API -------------------------------------------------------------------------------------
 CHORDFLOW_API_MAX_BODY_BYTES = env_int("CHORDFLOW_API_MAX_BODY_BYTES", 1024 * 1024)
 REST_FRAMEWORK = {

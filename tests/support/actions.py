@@ -67,3 +67,22 @@ def context_action(params, context):
         "item": context.item,
         "idempotency_key": context.idempotency_key,
     }
+
+
+@action("test.big_output")
+def big_output(params, context):
+    """An output of `bytes` characters: past the output limit when asked to be."""
+    return {"blob": "x" * params["bytes"]}
+
+
+@action("test.nul_output")
+def nul_output(params, context):
+    return {"text": "before\x00after"}
+
+
+@action("test.leak")
+def leak(params, context):
+    """Echoes what it was given and fails when asked, quoting its params: as careless actions do."""
+    if params.get("fail"):
+        raise RuntimeError(f"could not call with {params}")
+    return params

@@ -15,6 +15,7 @@ from django.db import transaction
 from workflows import sections
 from workflows.exceptions import ProblemsError
 from workflows.services import workflow_save
+from workflows.yaml_load import load_definition
 
 SUFFIXES = {".yaml", ".yml", ".json"}
 
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         failures = 0
         for path in files:
             try:
-                definition = yaml.safe_load(path.read_text())
+                definition = load_definition(path.read_text())
             except (OSError, yaml.YAMLError) as exc:
                 self.stderr.write(f"{path}: cannot be read: {exc}")
                 failures += 1

@@ -1,0 +1,181 @@
+"""What one author can cost: bounded expressions, storable values, definition limits, YAML aliases."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from workflows.definition import parse_definition, validate_input
+from workflows.exceptions import DefinitionError, ExpressionError, InputValidationError
+from workflows.expressions import evaluate
+from workflows.models import Workflow
+from workflows.yaml_load import load_definition
+
+CONTEXT = {"input": {"items": [1, 2, 3], "word": "ab"}, "steps": {}, "run": {"id": "r"}}
+
+
+def problems(definition) -> dict[str, str]:
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(definition)
+    return {p.path: p.message for p in caught.value.problems}
+
+
+def chain(count: int, **step) -> dict:
+    return {
+        "name": "chain",
+        "steps": [
+            {"id": f"s{i}", "action": "echo", **({"depends_on": [f"s{i - 1}"]} if i else {}), **step}
+            for i in range(count)
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("{{ 'a' * 10**8 }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
+        ("{{ input.items * 10**7 }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
+        ("{{ range(10**7) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
+        ("{{ 'x'.ljust(10**9) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
+        ("{{ 'x'|center(10**9) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
+        ("{{ '{:>999999999}'.format(1) }}", "width or precision"),
+        ("{{ '%999999999d' % 1 }}", "width or precision"),
+        ("{{ ('a' * 1000)|replace('a', 'b' * 10000) }}", "replace would make"),
+        ("{{ input.items|join('x' * 1000000) }}", "join would make"),
+        ("{{ 10 ** 100000 }}", "too big a number"),
+        ("{{ range(10000)|batch(1)|sum(start=[]) }}", "sum adds numbers"),
+        ("{{ (range(1000)|list) * 1000 }}", "over the limit of 1.0 MiB"),
+        ("{{ lipsum(10**6) }}", "'lipsum' is undefined"),
+    ],
+)
+def test_an_expression_that_would_build_a_huge_value_fails_before_it_does(expression, reason):
+    with pytest.raises(ExpressionError) as caught:
+        evaluate(expression, CONTEXT)
+    assert reason in str(caught.value)
+    assert expression in str(caught.value)  # names the expression
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("{{ range(3) }}", "not JSON: a range"),
+        ("{{ input.keys() }}", "not JSON: a dict_keys"),
+        ("{{ 1e308 * 10 }}", "holds inf"),
+        ("{{ 2 ** 100 }}", "integer beyond 64 bits"),
+        ("{{ '\\x00' }}", "NUL character"),
+        ("{{ {'a': range(2)} }}", "not JSON: a range at .a"),
+    ],
+)
+def test_an_expression_whose_value_is_not_storable_json_is_an_expression_error(expression, reason):
+    with pytest.raises(ExpressionError) as caught:
+        evaluate(expression, CONTEXT)
+    assert reason in str(caught.value)
+
+
+def test_bounded_expressions_still_compute_what_they_should():
+    assert evaluate("{{ input.items|map('string')|join(',') }}", CONTEXT) == "1,2,3"
+    assert evaluate("{{ range(100000)|list|length }}", CONTEXT) == 100000
+    assert evaluate("{{ '{}-{}'.format(input.word, 2) }}", CONTEXT) == "ab-2"
+    assert evaluate("{{ input.word * 3 }}", CONTEXT) == "ababab"
+    assert evaluate("{{ input.items|sum }}", CONTEXT) == 6
+    assert evaluate("x{{ input.word|replace('a', 'c') }}", CONTEXT) == "xcb"
+
+
+def test_an_expression_past_its_time_fails_with_the_setting_named(settings):
+    settings.CHORDFLOW_EXPRESSION_TIMEOUT = 1e-9
+    with pytest.raises(ExpressionError, match=r"took longer than .*CHORDFLOW_EXPRESSION_TIMEOUT"):
+        evaluate("{{ range(100000)|map('string')|list|length }}", CONTEXT)
+
+
+def test_a_text_template_is_bounded_as_it_renders(settings):
+    settings.CHORDFLOW_MAX_EXPRESSION_SIZE = 10
+    with pytest.raises(ExpressionError, match="the text would make"):
+        evaluate("0123456789 {{ input.word }}", CONTEXT)
+
+
+def test_statements_are_refused_at_save_with_their_place():
+    found = problems(chain(1, params={"x": "{% for i in range(9) %}{% set x = 1 %}{% endfor %}"}))
+    assert "statements ({% for … %}) are not supported" in found["steps[0].params.x"]
+
+
+def test_names_only_statements_needed_are_gone():
+    found = problems(chain(1, params={"c": "{{ cycler }}", "l": "{{ lipsum(5) }}"}))
+    assert "unknown name 'cycler'" in found["steps[0].params.c"]
+    assert "unknown name 'lipsum'" in found["steps[0].params.l"]
+
+
+def test_more_steps_than_the_limit_are_refused_at_once(settings):
+    settings.CHORDFLOW_MAX_STEPS = 5
+    assert problems(chain(6)) == {"steps": "has 6 steps, over the limit of 5 (CHORDFLOW_MAX_STEPS)"}
+    assert len(parse_definition(chain(5)).steps) == 5
+
+
+def test_a_definition_nested_deeper_than_the_limit_is_refused_without_recursion_errors():
+    params: dict = {}
+    inner = params
+    for _ in range(900):
+        inner["x"] = {}
+        inner = inner["x"]
+    found = problems(chain(1, params=params))
+    assert "nests deeper than 64 levels" in found[""]
+    assert "CHORDFLOW_MAX_JSON_DEPTH" in found[""]
+
+
+def test_an_input_too_deep_or_not_storable_is_an_input_error():
+    spec = parse_definition(chain(1))
+    deep: list = []
+    inner = deep
+    for _ in range(100):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(InputValidationError, match="nests deeper than 64"):
+        validate_input(spec, {"a": deep})
+    with pytest.raises(InputValidationError, match=r"lone surrogate at \.name"):
+        validate_input(spec, {"name": "\ud800"})
+
+
+def test_a_long_chain_is_checked_and_planned_without_quadratic_graph_work(settings):
+    settings.CHORDFLOW_MAX_STEPS = 10_000
+    spec = parse_definition(chain(10_000, params={"prev": "{{ run.id }}"}))
+    # every step's neighbourhood is its one dependent (and that one's own dependency): built once
+    assert spec.neighbourhood["s0"] == frozenset({"s1", "s0"})
+    assert spec.neighbourhood["s9999"] == frozenset()
+
+
+ALIAS_BOMB = """
+a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+name: bomb
+steps: [{id: s, action: echo, params: *f}]
+"""
+
+
+def test_yaml_aliases_are_refused_where_definitions_are_read():
+    with pytest.raises(Exception, match=r"aliases \(\*a\) are not allowed"):
+        load_definition(ALIAS_BOMB)
+    assert load_definition("a: &x 1\nb: 2") == {"a": 1, "b": 2}  # an anchor alone is harmless
+
+
+@pytest.mark.django_db
+def test_load_workflows_refuses_an_alias_bomb_and_stores_nothing(tmp_path):
+    (tmp_path / "bomb.yaml").write_text(ALIAS_BOMB)
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("load_workflows", str(tmp_path), stderr=err, stdout=io.StringIO())
+    assert "aliases (*a) are not allowed" in err.getvalue()
+    assert not Workflow.objects.filter(slug="bomb").exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_an_alias_bomb_and_stores_nothing(admin_client):
+    response = admin_client.post(
+        "/admin/workflows/workflow/add/", {"slug": "bomb", "active": "on", "definition": ALIAS_BOMB}
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert "aliases (*a) are not allowed" in response.content.decode()
+    assert not Workflow.objects.filter(slug="bomb").exists()
