@@ -62,3 +62,7 @@ class PermanentError(ActionError):
 
 class UnknownActionError(PermanentError):
     """The step names an action that no module registered."""
+
+
+class DestinationNotAllowedError(PermanentError):
+    """The http action was asked to connect where the destination settings forbid."""

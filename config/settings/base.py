@@ -292,3 +292,16 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# Hardening (http action)
+# Where the http action may connect (workflows/netguard.py; README "The http action"). Every address
+# a host resolves to is checked, on every redirect; the connection goes to the checked address.
+# Non-public addresses (loopback, private, link-local and metadata, CGNAT, multicast, reserved, and
+# their IPv4-mapped forms) are refused unless CHORDFLOW_HTTP_ALLOWED_NETWORKS names them (CIDRs).
+CHORDFLOW_HTTP_ALLOWED_NETWORKS = env_list("CHORDFLOW_HTTP_ALLOWED_NETWORKS")
+# More networks to refuse, public ones too; they win over CHORDFLOW_HTTP_ALLOWED_NETWORKS.
+CHORDFLOW_HTTP_DENIED_NETWORKS = env_list("CHORDFLOW_HTTP_DENIED_NETWORKS")
+# When set, the only destinations: host names, *.example.com (subdomains), addresses or CIDRs, each
+# with an optional :port ([::1]:8080 for IPv6). Empty: any host whose addresses pass the rules above.
+CHORDFLOW_HTTP_ALLOWED_HOSTS = env_list("CHORDFLOW_HTTP_ALLOWED_HOSTS")
+CHORDFLOW_HTTP_MAX_REDIRECTS = env_int("CHORDFLOW_HTTP_MAX_REDIRECTS", 10)

@@ -1,9 +1,11 @@
 """Development settings: DEBUG, console email, readable logs."""
 
 from .base import *  # noqa: F403
-from .base import env_bool
+from .base import env_bool, env_list
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 # The development superuser that `make run` creates and prints; never in production.
 CHORDFLOW_DEV_SUPERUSER = "admin"
+# Workflows may call services on this machine (loopback) while developing; never in production.
+CHORDFLOW_HTTP_ALLOWED_NETWORKS = env_list("CHORDFLOW_HTTP_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")

@@ -21,7 +21,8 @@ def load_settings(module: str, **env: str) -> subprocess.CompletedProcess:
     code = (
         "import json, django; from django.conf import settings; django.setup();"
         "print(json.dumps({'debug': settings.DEBUG, 'formatter': settings.LOGGING['handlers']['console']['formatter'],"
-        "'sqlite_options': settings.DATABASES['default'].get('OPTIONS', {})}))"
+        "'sqlite_options': settings.DATABASES['default'].get('OPTIONS', {}),"
+        "'http': {k: getattr(settings, k) for k in dir(settings) if k.startswith('CHORDFLOW_HTTP_')}}))"
     )
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     full_env.update({"DJANGO_SETTINGS_MODULE": module, **env})
@@ -50,6 +51,27 @@ def test_production_refuses_unsafe_settings(override, message):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+def test_the_http_action_reaches_only_public_addresses_unless_told_and_loopback_in_development():
+    production = json.loads(load_settings("config.settings.production", **SAFE).stdout)["http"]
+    assert production == {
+        "CHORDFLOW_HTTP_ALLOWED_HOSTS": [],
+        "CHORDFLOW_HTTP_ALLOWED_NETWORKS": [],
+        "CHORDFLOW_HTTP_DENIED_NETWORKS": [],
+        "CHORDFLOW_HTTP_MAX_REDIRECTS": 10,
+    }
+    local = json.loads(load_settings("config.settings.local").stdout)["http"]
+    assert local["CHORDFLOW_HTTP_ALLOWED_NETWORKS"] == ["127.0.0.0/8", "::1/128"]
+    told = load_settings(
+        "config.settings.production",
+        **SAFE,
+        CHORDFLOW_HTTP_ALLOWED_HOSTS="api.example.com, *.partner.example ,10.0.5.0/24",
+        CHORDFLOW_HTTP_ALLOWED_NETWORKS="10.0.5.0/24",
+    )
+    http = json.loads(told.stdout)["http"]
+    assert http["CHORDFLOW_HTTP_ALLOWED_HOSTS"] == ["api.example.com", "*.partner.example", "10.0.5.0/24"]
+    assert http["CHORDFLOW_HTTP_ALLOWED_NETWORKS"] == ["10.0.5.0/24"]
 
 
 def test_production_names_every_unsafe_setting_at_once():
