@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from approvals import selectors, services
 from approvals.exceptions import ApprovalError
-from approvals.models import Approval, ApprovalKind, ApprovalStatus, Decision
+from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind, ApprovalStatus, Decision
 
 
 class MineFilter(admin.SimpleListFilter):
@@ -42,6 +42,15 @@ class DecideForm(forms.Form):
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), required=False)
 
 
+def refusal(user, approval: Approval) -> str:
+    """Why `user` may not decide `approval` (empty when they may)."""
+    if selectors.may_decide(user, approval):
+        return ""
+    if approval.kind == ApprovalKind.ESCALATION and not selectors.may_resolve_escalations(user):
+        return f"Resolving an escalation needs the permission {RESOLVE_ESCALATION}."
+    return "You are not among the approvers of this approval."
+
+
 @admin.register(Approval)
 class ApprovalAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "status", "workflow", "step_id", "run_link", "created_at", "deadline", "decide_link"]
@@ -51,7 +60,7 @@ class ApprovalAdmin(admin.ModelAdmin):
     inlines = [DecisionInline]
     actions = ["approve_selected", "reject_selected"]
     fields = [
-        "kind", "status", "run_link", "step_id", "message", "required", "users", "groups", "staff", "deadline",
+        "kind", "status", "run_link", "step_id", "message", "required", "users", "groups", "any_resolver", "deadline",
         "escalations", "error", "outcome", "created_at", "decided_at",
     ]  # fmt: skip
     readonly_fields = fields
@@ -114,6 +123,7 @@ class ApprovalAdmin(admin.ModelAdmin):
             "form": form,
             "choices": choices,
             "may_decide": selectors.may_decide(request.user, approval),
+            "refusal": refusal(request.user, approval),
             "decisions": approval.decisions.order_by("id"),
             "title": f"Decide: {approval.run.workflow.slug} / {approval.step_id}",
         }

@@ -11,16 +11,20 @@ from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 
-from approvals.models import Approval, ApprovalKind
+from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind
 
 logger = logging.getLogger(__name__)
 
 
 def recipients(approval: Approval) -> list[str]:
-    who = Q(pk__in=approval.users.values("pk")) | Q(groups__in=approval.groups.all())
-    if approval.staff:
-        who |= Q(is_staff=True)
-    users = get_user_model().objects.filter(who, is_active=True).exclude(email="")
+    """Those who may decide it: for an escalation, only holders of approvals.resolve_escalation."""
+    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    named = Q(pk__in=approval.users.values("pk")) | Q(groups__in=approval.groups.all())
+    if approval.kind == ApprovalKind.ESCALATION:
+        resolvers = get_user_model().objects.with_perm(RESOLVE_ESCALATION).values("pk")
+        users = users.filter(pk__in=resolvers) if approval.any_resolver else users.filter(named, pk__in=resolvers)
+    else:
+        users = users.filter(named)
     return sorted(set(users.values_list("email", flat=True)))
 
 
