@@ -37,6 +37,9 @@ class DecisionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 class DecideForm(forms.Form):
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), required=False)
@@ -69,6 +72,11 @@ class ApprovalAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """Approvals and their decisions are the audit record: no one deletes them here, superusers included
+        (this also removes the bulk delete action)."""
         return False
 
     def has_view_permission(self, request, obj=None) -> bool:

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission, User
 from django.core import mail
 from django.urls import reverse
 
-from approvals.models import Approval, ApprovalKind, ApprovalStatus
+from approvals.models import Approval, ApprovalKind, ApprovalStatus, Decision
 from executions import attempts
 from executions.services import run_start
 from executions.states import StepStatus
@@ -113,3 +113,15 @@ def test_holders_of_the_permission_are_the_default_resolvers_and_are_emailed(cli
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.RESOLVED and approval.outcome["by"] == "rita"
 
+
+def test_no_one_deletes_approvals_or_their_decisions_not_even_a_superuser(admin_client, pending):
+    _run, approval = pending
+    Decision.objects.create(approval=approval, decision="approve", username="alice")
+    changelist = reverse("admin:approvals_approval_changelist")
+    assert admin_client.get(reverse("admin:approvals_approval_delete", args=[approval.pk])).status_code == 403
+    page = admin_client.get(changelist)
+    assert 'value="delete_selected"' not in page.content.decode()
+    admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [approval.pk], "post": "yes"})
+    change = admin_client.get(reverse("admin:approvals_approval_change", args=[approval.pk]))
+    assert change.status_code == 200 and "decisions-0-DELETE" not in change.content.decode()
+    assert Approval.objects.filter(pk=approval.pk).exists() and Decision.objects.filter(approval=approval).count() == 1
