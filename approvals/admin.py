@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from approvals import selectors, services
 from approvals.exceptions import ApprovalError
-from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind, ApprovalStatus, Decision
+from approvals.models import Approval, ApprovalKind, ApprovalStatus, Decision
 
 
 class MineFilter(admin.SimpleListFilter):
@@ -43,15 +43,6 @@ class DecisionInline(admin.TabularInline):
 
 class DecideForm(forms.Form):
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), required=False)
-
-
-def refusal(user, approval: Approval) -> str:
-    """Why `user` may not decide `approval` (empty when they may)."""
-    if selectors.may_decide(user, approval):
-        return ""
-    if approval.kind == ApprovalKind.ESCALATION and not selectors.may_resolve_escalations(user):
-        return f"Resolving an escalation needs the permission {RESOLVE_ESCALATION}."
-    return "You are not among the approvers of this approval."
 
 
 @admin.register(Approval)
@@ -131,7 +122,7 @@ class ApprovalAdmin(admin.ModelAdmin):
             "form": form,
             "choices": choices,
             "may_decide": selectors.may_decide(request.user, approval),
-            "refusal": refusal(request.user, approval),
+            "refusal": selectors.decision_refusal(request.user, approval),
             "decisions": approval.decisions.order_by("id"),
             "title": f"Decide: {approval.run.workflow.slug} / {approval.step_id}",
         }

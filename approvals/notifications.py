@@ -29,7 +29,8 @@ def recipients(approval: Approval) -> list[str]:
 
 
 def decision_url(approval: Approval) -> str:
-    return settings.CHORDFLOW_BASE_URL.rstrip("/") + reverse("admin:approvals_approval_decide", args=[approval.pk])
+    """The decision page outside the admin, which approvers who are not staff can open too."""
+    return settings.CHORDFLOW_BASE_URL.rstrip("/") + reverse("approvals:decide", args=[approval.pk])
 
 
 def notify_on_commit(approval: Approval) -> None:

@@ -28,6 +28,15 @@ def may_decide(user, approval: Approval) -> bool:
     return approval.groups.filter(pk__in=user.groups.values("pk")).exists()
 
 
+def decision_refusal(user, approval: Approval) -> str:
+    """Why `user` may not decide `approval`, for a page to show; empty when they may."""
+    if may_decide(user, approval):
+        return ""
+    if approval.kind == ApprovalKind.ESCALATION and not may_resolve_escalations(user):
+        return f"Resolving an escalation needs the permission {RESOLVE_ESCALATION}."
+    return f"You are not among the approvers of approval {approval.pk}."
+
+
 def assigned_to(user) -> Q:
     """The approvals `user` may decide, as a filter (the inbox)."""
     named = Q(users=user) | Q(groups__in=user.groups.all())

@@ -276,3 +276,10 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# Hardening (approvals, deploy) -------------------------------------------------------------------
+# Approvers who are not staff sign in at /accounts/login/ (the admin's login refuses them) and land
+# on their inbox of pending approvals.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "approvals:inbox"
+LOGOUT_REDIRECT_URL = "login"

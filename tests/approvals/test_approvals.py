@@ -65,7 +65,7 @@ def test_approve_over_rest_succeeds_the_step_and_the_run_goes_on(people):
     assert step_row(run, "approve").status == StepStatus.WAITING
     assert approval.message == "Ship order 7?" and approval.status == ApprovalStatus.PENDING
     assert sorted(mail.outbox[0].to) == ["alice@example.com", "bob@example.com", "carol@example.com"]
-    assert f"/admin/approvals/approval/{approval.pk}/decide/" in mail.outbox[0].body
+    assert f"/approvals/{approval.pk}/decide/" in mail.outbox[0].body
 
     inbox = token_client(people["carol"]).get("/api/approvals/?status=pending&mine=1").json()["results"]
     assert [a["id"] for a in inbox] == [approval.pk]
