@@ -283,3 +283,5 @@ LOGGING = {
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "approvals:inbox"
 LOGOUT_REDIRECT_URL = "login"
+# /healthz is answered first, before the host check and the HTTPS redirect (config/health.py says why).
+MIDDLEWARE = ["config.health.HealthzMiddleware", *MIDDLEWARE]
