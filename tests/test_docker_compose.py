@@ -75,6 +75,13 @@ def test_worker_beat_and_flower_wait_for_migrations(compose):
         assert compose["services"][name]["depends_on"] == {"web": {"condition": "service_healthy"}}
 
 
+def test_web_and_flower_are_published_on_loopback_only_since_the_proxy_header_is_trusted(compose):
+    """Only the TLS proxy on the host reaches them, so no client can send X-Forwarded-Proto itself."""
+    assert compose["services"]["web"]["environment"]["CHORDFLOW_BEHIND_PROXY"] == "${CHORDFLOW_BEHIND_PROXY:-1}"
+    for name in ("web", "flower"):
+        assert all(port.startswith("127.0.0.1:") for port in compose["services"][name]["ports"]), name
+
+
 def test_scale_out_is_possible(compose):
     worker = compose["services"]["worker"]
     # `--scale worker=N` fails on fixed names and host ports.
@@ -89,6 +96,11 @@ SHELL = {
     "CHORDFLOW_BASE_URL": "https://chordflow.example.com",
     "FLOWER_BASIC_AUTH": "ops:a-flower-password",
 }
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def healthcheck_argv(test: list[str]) -> list[str]:
@@ -137,6 +149,17 @@ def test_the_compose_services_start_under_production_settings_and_web_becomes_he
         assert web.process.poll() is None, f"web exited; log:\n{web.output()[-3000:]}"
         assert time.monotonic() < deadline, f"web never became healthy: {result.stderr[-1500:]}\n{web.output()[-1500:]}"
         time.sleep(0.5)
+
+    site = f"http://127.0.0.1:{web_port}/accounts/login/"
+    behind_proxy = {"Host": "chordflow.example.com", "X-Forwarded-Proto": "https"}
+    with urllib.request.urlopen(urllib.request.Request(site, headers=behind_proxy), timeout=10) as page:
+        assert page.status == 200 and "Strict-Transport-Security" in page.headers
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as plain:
+        opener.open(urllib.request.Request(site, headers={"Host": "chordflow.example.com"}), timeout=10)
+    assert (
+        plain.value.code == 301 and plain.value.headers["Location"] == "https://chordflow.example.com/accounts/login/"
+    )
 
     worker, beat = stack("worker"), stack("beat")
     flower = stack("flower", 5555, flower_port)
