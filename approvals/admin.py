@@ -37,6 +37,9 @@ class DecisionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 class DecideForm(forms.Form):
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), required=False)
@@ -51,7 +54,7 @@ class ApprovalAdmin(admin.ModelAdmin):
     inlines = [DecisionInline]
     actions = ["approve_selected", "reject_selected"]
     fields = [
-        "kind", "status", "run_link", "step_id", "message", "required", "users", "groups", "staff", "deadline",
+        "kind", "status", "run_link", "step_id", "message", "required", "users", "groups", "any_resolver", "deadline",
         "escalations", "error", "outcome", "created_at", "decided_at",
     ]  # fmt: skip
     readonly_fields = fields
@@ -60,6 +63,11 @@ class ApprovalAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """Approvals and their decisions are the audit record: no one deletes them here, superusers included
+        (this also removes the bulk delete action)."""
         return False
 
     def has_view_permission(self, request, obj=None) -> bool:
@@ -114,6 +122,7 @@ class ApprovalAdmin(admin.ModelAdmin):
             "form": form,
             "choices": choices,
             "may_decide": selectors.may_decide(request.user, approval),
+            "refusal": selectors.decision_refusal(request.user, approval),
             "decisions": approval.decisions.order_by("id"),
             "title": f"Decide: {approval.run.workflow.slug} / {approval.step_id}",
         }

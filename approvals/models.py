@@ -21,6 +21,10 @@ class ApprovalStatus(models.TextChoices):
     CANCELLED = "cancelled"  # the run stopped waiting (cancelled) before anyone decided
 
 
+# Needed to resolve any escalation; holders are the resolvers of escalations that name no one.
+RESOLVE_ESCALATION = "approvals.resolve_escalation"
+
+
 class Approval(models.Model):
     kind = models.CharField(max_length=16, choices=ApprovalKind.choices, default=ApprovalKind.APPROVAL)
     status = models.CharField(max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING)
@@ -30,7 +34,10 @@ class Approval(models.Model):
     message = models.TextField(blank=True)
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approvals_assigned")
     groups = models.ManyToManyField(Group, blank=True, related_name="approvals_assigned")
-    staff = models.BooleanField(default=False, help_text="Any staff user may decide (escalations by default).")
+    any_resolver = models.BooleanField(
+        default=False,
+        help_text="An escalation that names no one: everyone with approvals.resolve_escalation may resolve it.",
+    )
     required = models.PositiveIntegerField(default=1, help_text="Approvals needed; one rejection rejects.")
     timeout = models.FloatField(null=True, blank=True, help_text="Seconds to decide before on_timeout applies.")
     on_timeout = models.CharField(max_length=16, default="reject")
@@ -44,6 +51,7 @@ class Approval(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("resolve_escalation", "Can resolve escalations (retry, skip or fail a failed step)")]
         indexes = [
             models.Index(fields=["status", "deadline"], name="approval_status_deadline"),
             models.Index(fields=["status", "created_at"], name="approval_status_created"),

@@ -11,21 +11,26 @@ from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 
-from approvals.models import Approval, ApprovalKind
+from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind
 
 logger = logging.getLogger(__name__)
 
 
 def recipients(approval: Approval) -> list[str]:
-    who = Q(pk__in=approval.users.values("pk")) | Q(groups__in=approval.groups.all())
-    if approval.staff:
-        who |= Q(is_staff=True)
-    users = get_user_model().objects.filter(who, is_active=True).exclude(email="")
+    """Those who may decide it: for an escalation, only holders of approvals.resolve_escalation."""
+    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    named = Q(pk__in=approval.users.values("pk")) | Q(groups__in=approval.groups.all())
+    if approval.kind == ApprovalKind.ESCALATION:
+        resolvers = get_user_model().objects.with_perm(RESOLVE_ESCALATION).values("pk")
+        users = users.filter(pk__in=resolvers) if approval.any_resolver else users.filter(named, pk__in=resolvers)
+    else:
+        users = users.filter(named)
     return sorted(set(users.values_list("email", flat=True)))
 
 
 def decision_url(approval: Approval) -> str:
-    return settings.CHORDFLOW_BASE_URL.rstrip("/") + reverse("admin:approvals_approval_decide", args=[approval.pk])
+    """The decision page outside the admin, which approvers who are not staff can open too."""
+    return settings.CHORDFLOW_BASE_URL.rstrip("/") + reverse("approvals:decide", args=[approval.pk])
 
 
 def notify_on_commit(approval: Approval) -> None:

@@ -4,25 +4,45 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from approvals.models import Approval
+from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind
+
+
+def may_resolve_escalations(user) -> bool:
+    return user is not None and user.is_authenticated and user.has_perm(RESOLVE_ESCALATION)
 
 
 def may_decide(user, approval: Approval) -> bool:
-    """The listed users, members of the listed groups, staff for staff escalations, or a superuser."""
+    """Approvals: the listed users, members of the listed groups, or a superuser. Escalations: the same
+    people (or, when it names no one, anyone) and only with the approvals.resolve_escalation permission."""
     if user is None or not user.is_authenticated:
         return False
-    if user.is_superuser or (approval.staff and user.is_staff):
+    if approval.kind == ApprovalKind.ESCALATION:
+        if not may_resolve_escalations(user):
+            return False
+        if approval.any_resolver:
+            return True
+    if user.is_superuser:
         return True
     if approval.users.filter(pk=user.pk).exists():
         return True
     return approval.groups.filter(pk__in=user.groups.values("pk")).exists()
 
 
+def decision_refusal(user, approval: Approval) -> str:
+    """Why `user` may not decide `approval`, for a page to show; empty when they may."""
+    if may_decide(user, approval):
+        return ""
+    if approval.kind == ApprovalKind.ESCALATION and not may_resolve_escalations(user):
+        return f"Resolving an escalation needs the permission {RESOLVE_ESCALATION}."
+    return f"You are not among the approvers of approval {approval.pk}."
+
+
 def assigned_to(user) -> Q:
-    condition = Q(users=user) | Q(groups__in=user.groups.all())
-    if user.is_staff:
-        condition |= Q(staff=True)
-    return condition
+    """The approvals `user` may decide, as a filter (the inbox)."""
+    named = Q(users=user) | Q(groups__in=user.groups.all())
+    if not may_resolve_escalations(user):
+        return named & Q(kind=ApprovalKind.APPROVAL)
+    return named | Q(kind=ApprovalKind.ESCALATION, any_resolver=True)
 
 
 def approval_list(

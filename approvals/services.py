@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from approvals import notifications
 from approvals.exceptions import ApprovalConflictError, NotAnApproverError
-from approvals.models import Approval, ApprovalKind, ApprovalStatus, Decision, DecisionChoice
-from approvals.selectors import may_decide
+from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind, ApprovalStatus, Decision, DecisionChoice
+from approvals.selectors import may_decide, may_resolve_escalations
 from executions import events
 from executions.models import StepRun
 from executions.services import step_resolve
@@ -78,7 +78,7 @@ def escalation_request(*, run_id, step, step_run_id: int, error_type: str, messa
         step_run_id=step_run_id,
         step_id=step.id,
         message=f"Step {step.id} failed after its last attempt: {error_type}: {message}. Retry, skip or fail it?",
-        staff=escalate_to is None,
+        any_resolver=escalate_to is None,
         error={"type": error_type, "message": message},
     )
     _assign(approval, escalate_to)
@@ -97,6 +97,8 @@ def _lock_pending(approval_id: int, user, *, kind: str) -> Approval:
             else "approve or reject it"
         )
         raise ApprovalConflictError(f"approval {approval.pk} is an {approval.kind}: {verb}")
+    if approval.kind == ApprovalKind.ESCALATION and not may_resolve_escalations(user):
+        raise NotAnApproverError(f"resolving an escalation needs the permission {RESOLVE_ESCALATION}")
     if not may_decide(user, approval):
         raise NotAnApproverError(f"you are not among the approvers of approval {approval.pk}")
     if approval.status != A.PENDING:

@@ -1,6 +1,7 @@
 """The project's URLs."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config.health import healthz
@@ -8,6 +9,10 @@ from config.health import healthz
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("approvals/", include("approvals.urls")),
+    # Sign-in for approvers who are not staff (the admin's login refuses them); the pages are in templates/.
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include("config.api_urls")),
 ]
 

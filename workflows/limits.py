@@ -87,4 +87,3 @@ def check_storable(value: Any, *, max_bytes: int, what: str = "the value", setti
         named = f" ({setting})" if setting else ""
         raise UnstorableValue(f"{what} is {describe_bytes(size)}, over the limit of {describe_bytes(max_bytes)}{named}")
     return size
-

@@ -305,3 +305,12 @@ CHORDFLOW_HTTP_DENIED_NETWORKS = env_list("CHORDFLOW_HTTP_DENIED_NETWORKS")
 # with an optional :port ([::1]:8080 for IPv6). Empty: any host whose addresses pass the rules above.
 CHORDFLOW_HTTP_ALLOWED_HOSTS = env_list("CHORDFLOW_HTTP_ALLOWED_HOSTS")
 CHORDFLOW_HTTP_MAX_REDIRECTS = env_int("CHORDFLOW_HTTP_MAX_REDIRECTS", 10)
+
+# Hardening (approvals, deploy) -------------------------------------------------------------------
+# Approvers who are not staff sign in at /accounts/login/ (the admin's login refuses them) and land
+# on their inbox of pending approvals.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "approvals:inbox"
+LOGOUT_REDIRECT_URL = "login"
+# /healthz is answered first, before the host check and the HTTPS redirect (config/health.py says why).
+MIDDLEWARE = ["config.health.HealthzMiddleware", *MIDDLEWARE]

@@ -1,13 +1,16 @@
 """Approvals in the admin: the inbox, the decision page and the actions."""
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
+from django.core import mail
 from django.urls import reverse
 
-from approvals.models import Approval, ApprovalStatus
+from approvals.models import Approval, ApprovalKind, ApprovalStatus, Decision
+from executions import attempts
 from executions.services import run_start
 from executions.states import StepStatus
 from tests.support.runs import step_row, steps, workflow
+from workflows.services import version_spec
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +64,64 @@ def test_someone_else_sees_no_buttons_and_the_action_refuses(client, pending, ad
     assert approval.status == ApprovalStatus.REJECTED
     again = client.post(changelist, {"action": "approve_selected", "_selected_action": [approval.pk]}, follow=True)
     assert "already rejected" in again.content.decode()
+
+
+@pytest.fixture
+def escalation():
+    """A step that failed for good with on_failure: escalate and no escalate_to, played in-process."""
+    wf = workflow(
+        steps({"id": "charge", "action": "echo", "on_failure": "escalate"}, defaults={"queue": "nobody-reads-this"})
+    )
+    run, _ = run_start(workflow=wf)
+    row = attempts.step_claim(step_run_id=step_row(run, "charge").pk, attempt=1)
+    failure = attempts.Failure("Boom", "card declined", retryable=False)
+    attempts.step_fail(row=row, step=version_spec(run.version).step("charge"), failure=failure)
+    approval = Approval.objects.get(run=run)
+    assert approval.kind == ApprovalKind.ESCALATION and approval.status == ApprovalStatus.PENDING
+    return run, approval
+
+
+def test_a_staff_user_without_the_permission_cannot_resolve_an_escalation(client, escalation):
+    run, approval = escalation
+    decide = reverse("admin:approvals_approval_decide", args=[approval.pk])
+    client.force_login(staff("sam"))
+    assert client.get(decide).status_code == 404
+    assert client.post(decide, {"decision": "skip", "comment": "meh"}).status_code == 404
+    viewer = staff("vic")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_approval"))
+    client.force_login(viewer)
+    page = client.get(decide)
+    assert page.status_code == 200 and 'value="skip"' not in page.content.decode()
+    refused = client.post(decide, {"decision": "skip"}, follow=True)
+    assert "needs the permission approvals.resolve_escalation" in refused.content.decode()
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.PENDING and step_row(run, "charge").status == StepStatus.WAITING
+
+
+def test_holders_of_the_permission_are_the_default_resolvers_and_are_emailed(client, escalation):
+    _run, approval = escalation
+    assert mail.outbox == []  # nobody held the permission when the step failed
+    resolver = staff("rita")
+    resolver.email = "rita@example.com"
+    resolver.save()
+    resolver.user_permissions.add(Permission.objects.get(codename="resolve_escalation"))
+    client.force_login(resolver)
+    inbox = client.get(reverse("admin:approvals_approval_changelist") + "?mine=1")
+    assert reverse("admin:approvals_approval_decide", args=[approval.pk]) in inbox.content.decode()
+    done = client.post(reverse("admin:approvals_approval_decide", args=[approval.pk]), {"decision": "skip"})
+    assert done.status_code == 302
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.RESOLVED and approval.outcome["by"] == "rita"
+
+
+def test_no_one_deletes_approvals_or_their_decisions_not_even_a_superuser(admin_client, pending):
+    _run, approval = pending
+    Decision.objects.create(approval=approval, decision="approve", username="alice")
+    changelist = reverse("admin:approvals_approval_changelist")
+    assert admin_client.get(reverse("admin:approvals_approval_delete", args=[approval.pk])).status_code == 403
+    page = admin_client.get(changelist)
+    assert 'value="delete_selected"' not in page.content.decode()
+    admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [approval.pk], "post": "yes"})
+    change = admin_client.get(reverse("admin:approvals_approval_change", args=[approval.pk]))
+    assert change.status_code == 200 and "decisions-0-DELETE" not in change.content.decode()
+    assert Approval.objects.filter(pk=approval.pk).exists() and Decision.objects.filter(approval=approval).count() == 1

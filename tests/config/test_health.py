@@ -51,3 +51,12 @@ def test_the_embedded_redis_starts_from_a_relative_folder(tmp_path, monkeypatch)
         assert (tmp_path / "relative" / "redis").is_dir()
     finally:
         server.stop()
+
+
+@pytest.mark.django_db
+def test_healthz_answers_probes_by_ip_that_allowed_hosts_does_not_list(client, settings):
+    """Compose and Kubernetes probe 127.0.0.1 or a pod IP; every other page still checks the host."""
+    settings.ALLOWED_HOSTS = ["chordflow.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert client.get("/accounts/login/", HTTP_HOST="10.1.2.3:8000").status_code == 400
