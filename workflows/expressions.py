@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import string
+import threading
 import time
 from collections.abc import Iterator
 from functools import lru_cache
@@ -29,6 +31,7 @@ from workflows.limits import UnstorableValue, check_storable, limit
 
 SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 DIGITS = re.compile(r"\d+")
+PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?([-#0 +]*\d*(?:\.\d+)?)[a-zA-Z%]")
 POWER_BITS = 4096  # `a ** b` may make an integer of at most this many bits
 
 
@@ -36,8 +39,8 @@ class ExpressionLimit(Exception):
     """An expression went past a limit; becomes an ExpressionError that names the expression."""
 
 
-class _Budget:
-    """The deadline and the size limit of the evaluation under way (one at a time per thread)."""
+class _Budget(threading.local):
+    """The deadline and the size limit of the evaluation under way in this thread."""
 
     deadline = float("inf")
     size = 1024 * 1024
@@ -79,8 +82,20 @@ def _check_args(what: str, args: tuple, kwargs: dict) -> None:
 
 
 def _check_format(what: str, template: Any) -> None:
-    if isinstance(template, str):
-        for digits in DIGITS.findall(template):
+    """Widths and precisions in a format string (`{:>999999999}`, `%999999999d`) within the size limit."""
+    if not isinstance(template, str):
+        return
+    if what == "%":
+        specs = [match.group(1) for match in PERCENT_SPEC.finditer(template)]
+    else:
+        try:
+            specs = [
+                spec for _text, field, spec, _conversion in string.Formatter().parse(template) if field is not None
+            ]
+        except ValueError:
+            return  # a malformed format string fails on its own when it is used
+    for spec in specs:
+        for digits in DIGITS.findall(spec or ""):
             if len(digits) > 9 or int(digits) > _budget.size:
                 raise ExpressionLimit(f"{what}: a width or precision of {digits} is over the size limit")
 
@@ -132,9 +147,9 @@ def _bounded_filter(name: str, fn):
         elif name == "replace" and len(rest) >= 2:
             _check_args(name, rest, kwargs)
             _estimate_replace(value, rest[0], rest[1])
-        elif name == "format":
+        elif name == "format":  # the filter formats with %
             _check_args(name, rest, kwargs)
-            _check_format(name, value)
+            _check_format("%", value)
         elif name == "sum":
             start = kwargs.get("start", rest[1] if len(rest) > 1 else 0)
             if not isinstance(start, int | float):

@@ -41,6 +41,8 @@ def chain(count: int, **step) -> dict:
         ("{{ 'x'|center(10**9) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
         ("{{ '{:>999999999}'.format(1) }}", "width or precision"),
         ("{{ '%999999999d' % 1 }}", "width or precision"),
+        ("{{ '%999999999d'|format(1) }}", "width or precision"),
+        ("{{ '{:>{}}'.format(1, 10**9) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
         ("{{ ('a' * 1000)|replace('a', 'b' * 10000) }}", "replace would make"),
         ("{{ input.items|join('x' * 1000000) }}", "join would make"),
         ("{{ 10 ** 100000 }}", "too big a number"),
@@ -80,6 +82,10 @@ def test_bounded_expressions_still_compute_what_they_should():
     assert evaluate("{{ input.word * 3 }}", CONTEXT) == "ababab"
     assert evaluate("{{ input.items|sum }}", CONTEXT) == 6
     assert evaluate("x{{ input.word|replace('a', 'c') }}", CONTEXT) == "xcb"
+    # numbers in the text of a format string are not widths
+    assert evaluate("{{ 'order 1234567890123: {}'.format(input.word) }}", CONTEXT) == "order 1234567890123: ab"
+    assert evaluate("{{ 'order 1234567890123: %s' % input.word }}", CONTEXT) == "order 1234567890123: ab"
+    assert evaluate("{{ '%5.1f'|format(3.14159) }}", CONTEXT) == "  3.1"
 
 
 def test_an_expression_past_its_time_fails_with_the_setting_named(settings):
