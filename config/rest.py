@@ -1,26 +1,19 @@
-"""REST plumbing shared by every app: bounded JSON parsing, errors, permissions, pagination."""
+"""REST plumbing shared by every app: errors, permissions, pagination (JSON parsing: config.parsers)."""
 
 from __future__ import annotations
 
-import io
 from http import HTTPStatus
 
-from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from config.parsers import InvalidJSON
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
 from workflows.exceptions import ProblemsError
-
-
-class RequestTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "request_too_large"
 
 
 class Conflict(exceptions.APIException):
@@ -28,25 +21,14 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-class BoundedJSONParser(JSONParser):
-    """JSON bodies up to CHORDFLOW_API_MAX_BODY_BYTES; a larger one is refused before it is parsed."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.CHORDFLOW_API_MAX_BODY_BYTES
-        too_large = RequestTooLarge(f"the request body is over the limit of {limit} bytes ({limit // 1024} KiB)")
-        request = (parser_context or {}).get("request")
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            raise too_large
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise too_large
-        if not body:
-            raise exceptions.ParseError("the request body is empty: send a JSON object")
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+def json_body(request):
+    """The request's JSON body, for endpoints that need one: none at all is a 400, not a silent `{}`."""
+    data = request.data
+    if request.stream is None:
+        raise exceptions.ParseError("the request body is empty: send a JSON object")
+    if not request.content_type:
+        raise exceptions.UnsupportedMediaType(None, detail="the body has no Content-Type: send application/json")
+    return data
 
 
 class ProblemSerializer(serializers.Serializer):
@@ -115,6 +97,8 @@ def exception_handler(exc, context):
         response.data["problems"] = problems
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"detail": str(response.data["detail"])}
+        if isinstance(exc, InvalidJSON):
+            response.data["problems"] = exc.problems
     return response
 
 

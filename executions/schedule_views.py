@@ -8,7 +8,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import BaseCursorPagination, ListPagination, StrictSerializer, error_responses
+from config.rest import BaseCursorPagination, ListPagination, StrictSerializer, error_responses, json_body
 from executions import schedules, selectors
 from executions.exceptions import ScheduleError
 from executions.models import Schedule, ScheduleFire
@@ -41,9 +41,10 @@ def get_schedule(schedule_id: int) -> Schedule:
 
 
 def body(request) -> dict:
-    if not isinstance(request.data, dict):
+    data = json_body(request)
+    if not isinstance(data, dict):
         raise ScheduleError([Problem("", "the body must be a JSON object")])
-    return dict(request.data)
+    return dict(data)
 
 
 class FiresPagination(BaseCursorPagination):

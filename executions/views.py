@@ -6,7 +6,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import InOrderPagination, NewestFirstPagination, error_responses
+from config.rest import InOrderPagination, NewestFirstPagination, error_responses, json_body
 from executions import selectors
 from executions.models import Run
 from executions.serializers import (
@@ -63,7 +63,7 @@ class RunStartView(GenericAPIView):
     )
     def post(self, request, slug: str):
         workflow = get_workflow(slug)
-        body = RunStartInput(data=request.data)
+        body = RunStartInput(data=json_body(request))
         body.is_valid(raise_exception=True)
         run, created = run_start(
             workflow=workflow,

@@ -231,7 +231,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["config.rest.HasModelPermissions"],
-    "DEFAULT_PARSER_CLASSES": ["config.rest.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "config.rest.exception_handler",
     "DEFAULT_METADATA_CLASS": None,  # OPTIONS: 405, as for any undocumented method
@@ -276,3 +276,8 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# Hardening (REST) ----------------------------------------------------------------------------------
+# JSON bodies nested deeper than this are refused with a 400 before they are parsed (Python's parser
+# would hit its recursion limit near 1000 levels and answer 500).
+CHORDFLOW_MAX_JSON_DEPTH = env_int("CHORDFLOW_MAX_JSON_DEPTH", 64)
