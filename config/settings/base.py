@@ -281,3 +281,5 @@ LOGGING = {
 # JSON bodies nested deeper than this are refused with a 400 before they are parsed (Python's parser
 # would hit its recursion limit near 1000 levels and answer 500).
 CHORDFLOW_MAX_JSON_DEPTH = env_int("CHORDFLOW_MAX_JSON_DEPTH", 64)
+# A request body sent with `Transfer-Encoding: chunked` (no Content-Length) is read up to
+# CHORDFLOW_API_MAX_BODY_BYTES and passed on with its length; a longer one gets 413 (config/asgi.py).
