@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from http import HTTPStatus
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, serializers, status
@@ -124,20 +127,69 @@ class HasModelPermissions(BasePermission):
         return False
 
 
+def query_int(request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """A whole-number query parameter: absent or empty gives the default, above `maximum` gives `maximum`,
+    anything else that is not a whole number from `minimum` is a 400 naming the parameter."""
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < minimum:
+        raise exceptions.ValidationError({name: [f"must be a whole number, at least {minimum}"]})
+    return min(int(raw), maximum)
+
+
+def page_size_parameter(maximum: int):
+    """The OpenAPI parameter of a cursor-paginated list's `page_size`."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    schema = {"type": "integer", "minimum": 1}
+    return OpenApiParameter("page_size", schema, description=f"Up to {maximum}; a larger value gives {maximum}.")
+
+
 class ListPagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
+
+    def get_limit(self, request) -> int:
+        return query_int(request, self.limit_query_param, default=self.default_limit, minimum=1, maximum=self.max_limit)
+
+    def get_offset(self, request) -> int:
+        return query_int(request, self.offset_query_param, default=0, minimum=0, maximum=2**62)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1 if parameter["name"] == self.limit_query_param else 0
+        return parameters
 
 
 class BaseCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
 
+    def get_page_size(self, request) -> int:
+        return query_int(
+            request, self.page_size_query_param, default=self.page_size, minimum=1, maximum=self.max_page_size
+        )
+
+    invalid = {"cursor": ["invalid cursor: follow the next/previous links"]}
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.model = queryset.model  # decode_cursor checks the cursor's position against the ordering field
+        return super().paginate_queryset(queryset, request, view)
+
     def decode_cursor(self, request):
-        """A cursor that does not decode is bad input (400 naming it), not a missing page (404)."""
+        """A cursor that does not decode, or whose position the ordering field cannot hold, is a 400 naming it."""
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
-            raise exceptions.ValidationError({"cursor": ["invalid cursor: follow the next/previous links"]}) from None
+            raise exceptions.ValidationError(self.invalid) from None
+        if cursor is not None and cursor.position is not None:
+            ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+            try:
+                self.model._meta.get_field(ordering.lstrip("-")).to_python(cursor.position)
+            except DjangoValidationError:
+                raise exceptions.ValidationError(self.invalid) from None
+        return cursor
 
 
 class NewestFirstPagination(BaseCursorPagination):
@@ -150,6 +202,26 @@ class InOrderPagination(BaseCursorPagination):
     ordering = "id"
     page_size = 100
     max_page_size = 1000
+
+
+class InstantField(serializers.DateTimeField):
+    """Any RFC 3339 date-time: `t` and `z` in either case, a leap second (read as :59), and an instant
+    that leaves Python's range once moved to UTC (`0001-01-01T00:00:00+13:19`) clamped to its edge."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            value = re.sub(r"(T\d{2}:\d{2}):60", r"\1:59", value.upper())
+        return super().to_internal_value(value)
+
+    def enforce_timezone(self, value):
+        try:
+            return super().enforce_timezone(value)
+        except serializers.ValidationError:
+            if value.year == datetime.MINYEAR:
+                return datetime.datetime.min.replace(tzinfo=datetime.UTC)
+            if value.year == datetime.MAXYEAR:
+                return datetime.datetime.max.replace(tzinfo=datetime.UTC)
+            raise
 
 
 class StrictSerializer(serializers.Serializer):

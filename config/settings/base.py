@@ -283,3 +283,8 @@ LOGGING = {
 CHORDFLOW_MAX_JSON_DEPTH = env_int("CHORDFLOW_MAX_JSON_DEPTH", 64)
 # A request body sent with `Transfer-Encoding: chunked` (no Content-Length) is read up to
 # CHORDFLOW_API_MAX_BODY_BYTES and passed on with its length; a longer one gets 413 (config/asgi.py).
+# The schema says what the API does: an empty optional query parameter (`?status=`) is left out.
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "config.schema.empty_query_parameters_are_absent",
+]
