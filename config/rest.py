@@ -1,26 +1,22 @@
-"""REST plumbing shared by every app: bounded JSON parsing, errors, permissions, pagination."""
+"""REST plumbing shared by every app: errors, permissions, pagination (JSON parsing: config.parsers)."""
 
 from __future__ import annotations
 
-import io
+import datetime
+import re
 from http import HTTPStatus
 
-from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from config.parsers import InvalidJSON
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
 from workflows.exceptions import ProblemsError
-
-
-class RequestTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "request_too_large"
 
 
 class Conflict(exceptions.APIException):
@@ -28,25 +24,14 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-class BoundedJSONParser(JSONParser):
-    """JSON bodies up to CHORDFLOW_API_MAX_BODY_BYTES; a larger one is refused before it is parsed."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.CHORDFLOW_API_MAX_BODY_BYTES
-        too_large = RequestTooLarge(f"the request body is over the limit of {limit} bytes ({limit // 1024} KiB)")
-        request = (parser_context or {}).get("request")
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            raise too_large
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise too_large
-        if not body:
-            raise exceptions.ParseError("the request body is empty: send a JSON object")
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+def json_body(request):
+    """The request's JSON body, for endpoints that need one: none at all is a 400, not a silent `{}`."""
+    data = request.data
+    if request.stream is None:
+        raise exceptions.ParseError("the request body is empty: send a JSON object")
+    if not request.content_type:
+        raise exceptions.UnsupportedMediaType(None, detail="the body has no Content-Type: send application/json")
+    return data
 
 
 class ProblemSerializer(serializers.Serializer):
@@ -115,6 +100,8 @@ def exception_handler(exc, context):
         response.data["problems"] = problems
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"detail": str(response.data["detail"])}
+        if isinstance(exc, InvalidJSON):
+            response.data["problems"] = exc.problems
     return response
 
 
@@ -140,20 +127,69 @@ class HasModelPermissions(BasePermission):
         return False
 
 
+def query_int(request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """A whole-number query parameter: absent or empty gives the default, above `maximum` gives `maximum`,
+    anything else that is not a whole number from `minimum` is a 400 naming the parameter."""
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < minimum:
+        raise exceptions.ValidationError({name: [f"must be a whole number, at least {minimum}"]})
+    return min(int(raw), maximum)
+
+
+def page_size_parameter(maximum: int):
+    """The OpenAPI parameter of a cursor-paginated list's `page_size`."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    schema = {"type": "integer", "minimum": 1}
+    return OpenApiParameter("page_size", schema, description=f"Up to {maximum}; a larger value gives {maximum}.")
+
+
 class ListPagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
+
+    def get_limit(self, request) -> int:
+        return query_int(request, self.limit_query_param, default=self.default_limit, minimum=1, maximum=self.max_limit)
+
+    def get_offset(self, request) -> int:
+        return query_int(request, self.offset_query_param, default=0, minimum=0, maximum=2**62)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1 if parameter["name"] == self.limit_query_param else 0
+        return parameters
 
 
 class BaseCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
 
+    def get_page_size(self, request) -> int:
+        return query_int(
+            request, self.page_size_query_param, default=self.page_size, minimum=1, maximum=self.max_page_size
+        )
+
+    invalid = {"cursor": ["invalid cursor: follow the next/previous links"]}
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.model = queryset.model  # decode_cursor checks the cursor's position against the ordering field
+        return super().paginate_queryset(queryset, request, view)
+
     def decode_cursor(self, request):
-        """A cursor that does not decode is bad input (400 naming it), not a missing page (404)."""
+        """A cursor that does not decode, or whose position the ordering field cannot hold, is a 400 naming it."""
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
-            raise exceptions.ValidationError({"cursor": ["invalid cursor: follow the next/previous links"]}) from None
+            raise exceptions.ValidationError(self.invalid) from None
+        if cursor is not None and cursor.position is not None:
+            ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+            try:
+                self.model._meta.get_field(ordering.lstrip("-")).to_python(cursor.position)
+            except DjangoValidationError:
+                raise exceptions.ValidationError(self.invalid) from None
+        return cursor
 
 
 class NewestFirstPagination(BaseCursorPagination):
@@ -166,6 +202,26 @@ class InOrderPagination(BaseCursorPagination):
     ordering = "id"
     page_size = 100
     max_page_size = 1000
+
+
+class InstantField(serializers.DateTimeField):
+    """Any RFC 3339 date-time: `t` and `z` in either case, a leap second (read as :59), and an instant
+    that leaves Python's range once moved to UTC (`0001-01-01T00:00:00+13:19`) clamped to its edge."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            value = re.sub(r"(T\d{2}:\d{2}):60", r"\1:59", value.upper())
+        return super().to_internal_value(value)
+
+    def enforce_timezone(self, value):
+        try:
+            return super().enforce_timezone(value)
+        except serializers.ValidationError:
+            if value.year == datetime.MINYEAR:
+                return datetime.datetime.min.replace(tzinfo=datetime.UTC)
+            if value.year == datetime.MAXYEAR:
+                return datetime.datetime.max.replace(tzinfo=datetime.UTC)
+            raise
 
 
 class StrictSerializer(serializers.Serializer):

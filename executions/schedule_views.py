@@ -8,7 +8,14 @@ from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import BaseCursorPagination, ListPagination, StrictSerializer, error_responses
+from config.rest import (
+    BaseCursorPagination,
+    ListPagination,
+    StrictSerializer,
+    error_responses,
+    json_body,
+    page_size_parameter,
+)
 from executions import schedules, selectors
 from executions.exceptions import ScheduleError
 from executions.models import Schedule, ScheduleFire
@@ -41,9 +48,10 @@ def get_schedule(schedule_id: int) -> Schedule:
 
 
 def body(request) -> dict:
-    if not isinstance(request.data, dict):
+    data = json_body(request)
+    if not isinstance(data, dict):
         raise ScheduleError([Problem("", "the body must be a JSON object")])
-    return dict(request.data)
+    return dict(data)
 
 
 class FiresPagination(BaseCursorPagination):
@@ -59,7 +67,7 @@ class ScheduleListView(GenericAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("workflow", str, description="Only this workflow's schedules (its slug).")],
-        responses={200: ScheduleOutput(many=True), **errors(401, 403)},
+        responses={200: ScheduleOutput(many=True), **errors(400, 401, 403)},
         operation_id="schedules_list",
     )
     def get(self, request):
@@ -180,7 +188,7 @@ class ScheduleFiresView(GenericAPIView):
     serializer_class = FireOutput
 
     @extend_schema(
-        parameters=[OpenApiParameter("page_size", int, description="Up to 500.")],
+        parameters=[page_size_parameter(500)],
         responses={200: FireOutput(many=True), **errors(400, 401, 403, 404)},
         operation_id="schedules_fires",
     )

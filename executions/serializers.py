@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.rest import StrictSerializer
+from config.rest import InstantField, StrictSerializer
 from executions.models import Run, RunEvent, StepRun
 from executions.states import RunStatus
 
@@ -18,11 +18,19 @@ class RunStartInput(StrictSerializer):
     )
 
 
+class ReplayConflictOutput(serializers.Serializer):
+    """409 from a start: the run's state does not allow it, or a replayed key whose run the caller may not view."""
+
+    detail = serializers.CharField()
+    id = serializers.UUIDField(required=False, help_text="A replay: the run that holds the key.")
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False, help_text="A replay: its status.")
+
+
 class RunFilterInput(serializers.Serializer):
     workflow = serializers.SlugField(required=False, help_text="A workflow's slug.")
     status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
+    created_after = InstantField(required=False)
+    created_before = InstantField(required=False)
 
 
 class ErrorOutput(serializers.Serializer):

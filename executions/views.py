@@ -1,17 +1,24 @@
 """REST endpoints for runs: start, list, read, steps' branches, events, cancel, retry."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import InOrderPagination, NewestFirstPagination, error_responses
+from config.rest import (
+    InOrderPagination,
+    NewestFirstPagination,
+    error_responses,
+    json_body,
+    page_size_parameter,
+)
 from executions import selectors
 from executions.models import Run
 from executions.serializers import (
     BranchOutput,
     EventOutput,
+    ReplayConflictOutput,
     RunDetailOutput,
     RunFilterInput,
     RunOutput,
@@ -51,19 +58,40 @@ def detail(run: Run) -> dict:
     return RunDetailOutput(run).data
 
 
+def replay_without_view(run: Run) -> Response:
+    """A replayed key tells a caller who may start runs but not read them which run holds it, and nothing more."""
+    body = {
+        "detail": f"this idempotency key was used before, for run {run.pk} ({run.status}); "
+        "reading that run needs the permission executions.view_run",
+        "id": str(run.pk),
+        "status": run.status,
+    }
+    return Response(body, status=status.HTTP_409_CONFLICT)
+
+
 class RunStartView(GenericAPIView):
     required_permissions = {"POST": START}
     serializer_class = RunStartInput
 
     @extend_schema(
         request=RunStartInput,
-        responses={201: RunDetailOutput, 200: RunDetailOutput, **errors(400, 401, 403, 404, 409, 413)},
-        description="201 with a new run; 200 with the existing run when the idempotency key was used before.",
+        responses={
+            201: RunDetailOutput,
+            200: RunDetailOutput,
+            **errors(400, 401, 403, 404, 413),
+            409: OpenApiResponse(
+                ReplayConflictOutput,
+                description="The workflow is inactive or has no version; or the idempotency key was used before "
+                "and you may not view runs (executions.view_run): only that run's id and status.",
+            ),
+        },
+        description="201 with a new run; 200 with the existing run when the idempotency key was used before "
+        "(409 with only its id and status for a caller without executions.view_run).",
         operation_id="runs_start",
     )
     def post(self, request, slug: str):
         workflow = get_workflow(slug)
-        body = RunStartInput(data=request.data)
+        body = RunStartInput(data=json_body(request))
         body.is_valid(raise_exception=True)
         run, created = run_start(
             workflow=workflow,
@@ -72,6 +100,8 @@ class RunStartView(GenericAPIView):
             started_by=by(request),
             created_by=request.user,
         )
+        if not created and not request.user.has_perms(VIEW):
+            return replay_without_view(run)
         return Response(detail(get_run(str(run.pk))), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -81,7 +111,7 @@ class RunListView(GenericAPIView):
     serializer_class = RunOutput
 
     @extend_schema(
-        parameters=[RunFilterInput, OpenApiParameter("page_size", int, description="Up to 500.")],
+        parameters=[RunFilterInput, page_size_parameter(500)],
         responses={200: RunOutput(many=True), **errors(400, 401, 403)},
         operation_id="runs_list",
     )
@@ -107,7 +137,7 @@ class RunBranchesView(GenericAPIView):
     serializer_class = BranchOutput
 
     @extend_schema(
-        parameters=[OpenApiParameter("page_size", int, description="Up to 1000.")],
+        parameters=[page_size_parameter(1000)],
         responses={200: BranchOutput(many=True), **errors(400, 401, 403, 404)},
         operation_id="runs_step_branches",
     )
@@ -125,7 +155,7 @@ class RunEventsView(GenericAPIView):
     serializer_class = EventOutput
 
     @extend_schema(
-        parameters=[OpenApiParameter("page_size", int, description="Up to 1000.")],
+        parameters=[page_size_parameter(1000)],
         responses={200: EventOutput(many=True), **errors(400, 401, 403, 404)},
         operation_id="runs_events",
     )

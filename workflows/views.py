@@ -7,7 +7,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from config.rest import Conflict, ListPagination, error_responses
+from config.rest import Conflict, ListPagination, error_responses, json_body
 from workflows import selectors
 from workflows.models import Workflow
 from workflows.serializers import VersionOutput, WorkflowCreateInput, WorkflowOutput, WorkflowUpdateInput
@@ -41,7 +41,7 @@ class WorkflowListView(GenericAPIView):
         request=WorkflowCreateInput, responses={201: WorkflowOutput, **ERRORS}, operation_id="workflows_create"
     )
     def post(self, request):
-        body = WorkflowCreateInput(data=request.data)
+        body = WorkflowCreateInput(data=json_body(request))
         body.is_valid(raise_exception=True)
         with transaction.atomic():
             if Workflow.objects.filter(slug=body.validated_data["slug"]).exists():
@@ -66,7 +66,7 @@ class WorkflowDetailView(GenericAPIView):
     )
     def put(self, request, slug: str):
         get_workflow(slug)
-        body = WorkflowUpdateInput(data=request.data)
+        body = WorkflowUpdateInput(data=json_body(request))
         body.is_valid(raise_exception=True)
         workflow_save(slug=slug, definition=body.validated_data["definition"], created_by=request.user)
         return Response(WorkflowOutput(get_workflow(slug)).data)

@@ -1,6 +1,7 @@
 """Settings shared by every environment; each value can be set from an environment variable."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -247,7 +248,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["config.rest.HasModelPermissions"],
-    "DEFAULT_PARSER_CLASSES": ["config.rest.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "config.rest.exception_handler",
     "DEFAULT_METADATA_CLASS": None,  # OPTIONS: 405, as for any undocumented method
@@ -314,3 +315,44 @@ LOGIN_REDIRECT_URL = "approvals:inbox"
 LOGOUT_REDIRECT_URL = "login"
 # /healthz is answered first, before the host check and the HTTPS redirect (config/health.py says why).
 MIDDLEWARE = ["config.health.HealthzMiddleware", *MIDDLEWARE]
+
+# Hardening (REST) ----------------------------------------------------------------------------------
+# JSON bodies nested deeper than CHORDFLOW_MAX_JSON_DEPTH (Limits, above) are refused with a 400
+# before they are parsed (Python's parser would hit its recursion limit near 1000 levels: a 500).
+# A request body sent with `Transfer-Encoding: chunked` (no Content-Length) is read up to
+# CHORDFLOW_API_MAX_BODY_BYTES and passed on with its length; a longer one gets 413 (config/asgi.py).
+# API rate limits (DRF throttles, "<count>/<second|minute|hour|day>"): per client IP for anonymous
+# requests, per user for authenticated ones, and per client IP for wrong credentials (a wrong token or
+# password), counted before the credentials are checked. Counters live in the default cache, which is
+# per process unless CACHES points at a shared one.
+CHORDFLOW_API_THROTTLE_ANON = env_str("CHORDFLOW_API_THROTTLE_ANON", "60/minute")
+CHORDFLOW_API_THROTTLE_USER = env_str("CHORDFLOW_API_THROTTLE_USER", "1200/minute")
+CHORDFLOW_API_THROTTLE_AUTH_FAILURES = env_str("CHORDFLOW_API_THROTTLE_AUTH_FAILURES", "20/minute")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["config.throttles.AnonThrottle", "config.throttles.UserThrottle"]
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "config.throttles.ThrottledTokenAuthentication",
+    "config.throttles.ThrottledBasicAuthentication",
+    "rest_framework.authentication.SessionAuthentication",
+]
+# The schema says what the API does: an empty optional query parameter (`?status=`) is left out.
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "config.schema.empty_query_parameters_are_absent",
+]
+# Login limits (django-axes) for the admin's login form and the API's Basic auth: after
+# CHORDFLOW_LOGIN_FAILURE_LIMIT wrong passwords for one username from one IP address, that pair is
+# refused (429, even with the right password) for CHORDFLOW_LOGIN_COOLOFF_MINUTES; a success before
+# the limit clears the count. `python manage.py axes_reset_username NAME` lifts a lockout early.
+CHORDFLOW_LOGIN_FAILURE_LIMIT = env_int("CHORDFLOW_LOGIN_FAILURE_LIMIT", 5)
+CHORDFLOW_LOGIN_COOLOFF_MINUTES = env_int("CHORDFLOW_LOGIN_COOLOFF_MINUTES", 15)
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as axes requires
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = CHORDFLOW_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=CHORDFLOW_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed logins for this username from your address: try again in {CHORDFLOW_LOGIN_COOLOFF_MINUTES} "
+    "minutes, or ask an administrator to unlock it."
+)

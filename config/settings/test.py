@@ -24,3 +24,8 @@ if os.environ.get("CHORDFLOW_TEST_DB_NAME"):
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # In-memory SQLite cannot be shared with a worker process: test on a file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+
+# API rate limits high enough that no test is throttled; tests/config/test_throttles.py lowers them.
+CHORDFLOW_API_THROTTLE_ANON = "100000/minute"
+CHORDFLOW_API_THROTTLE_USER = "100000/minute"
+CHORDFLOW_API_THROTTLE_AUTH_FAILURES = "100000/minute"

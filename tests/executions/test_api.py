@@ -1,5 +1,6 @@
 """REST: runs — start (idempotent), list with filters, read with steps, branches, events, cancel, retry."""
 
+import base64
 import uuid
 
 import pytest
@@ -118,3 +119,70 @@ def test_missing_or_malformed_ids_and_permissions(operator, client):
     assert viewer.post(f"/api/runs/{run.pk}/cancel/").status_code == 403
     assert viewer.post("/api/workflows/p/runs/", {}, format="json").status_code == 403
     assert client.get(f"/api/runs/{run.pk}/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_replayed_key_shows_the_run_only_to_those_who_may_view_runs(operator):
+    workflow(steps({"id": "a", "action": "echo"}, defaults=NOWHERE), slug="secret")
+    first = operator.post(
+        "/api/workflows/secret/runs/", {"input": {"card": "4111"}, "idempotency_key": "k"}, format="json"
+    )
+    starter = token_client(user_with("executions.add_run"))
+    assert starter.get("/api/runs/").status_code == 403
+    replay = starter.post("/api/workflows/secret/runs/", {"input": {}, "idempotency_key": "k"}, format="json")
+    assert replay.status_code == 409
+    run_id = first.json()["id"]
+    assert replay.json() == {
+        "detail": f"this idempotency key was used before, for run {run_id} (running); "
+        "reading that run needs the permission executions.view_run",
+        "id": run_id,
+        "status": "running",
+    }
+    again = operator.post("/api/workflows/secret/runs/", {"input": {}, "idempotency_key": "k"}, format="json")
+    assert again.status_code == 200 and again.json()["input"] == {"card": "4111"}
+    assert Run.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_list_queries_that_a_client_may_send_are_read_as_the_schema_says(operator):
+    wf = workflow(steps({"id": "a", "action": "echo"}, defaults=NOWHERE), slug="q")
+    run, _ = run_start(workflow=wf)
+    everything = [str(run.pk)]
+    for query in ("status=", "workflow=", "created_after=", "page_size=", "cursor=", "status=&workflow=&page_size="):
+        response = operator.get(f"/api/runs/?{query}")
+        assert response.status_code == 200, (query, response.json())
+        assert [r["id"] for r in response.json()["results"]] == everything, query
+    for instant in (
+        "2000-01-01T00:00:00-13:19",
+        "2000-01-01t00:00:00z",
+        "1998-12-31T23:59:60Z",
+        "0001-01-01T00:00:00+13:19",
+    ):
+        response = operator.get("/api/runs/", {"created_after": instant})
+        assert response.status_code == 200, (instant, response.json())
+        assert [r["id"] for r in response.json()["results"]] == everything, instant
+    assert (
+        operator.get("/api/runs/", {"created_before": "9999-12-31T23:59:59-13:19"}).json()["results"][0]["id"]
+        == everything[0]
+    )
+    for bad in ("null", "0", "-1", "2.5", "¹"):
+        response = operator.get("/api/runs/", {"page_size": bad})
+        assert response.status_code == 400, bad
+        assert response.json()["problems"] == [{"path": "page_size", "message": "must be a whole number, at least 1"}]
+    assert (
+        len(operator.get("/api/runs/", {"page_size": 10**30}).json()["results"]) == 1
+    )  # over the maximum: the maximum
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("position", [b"o=99999999999999999999&p=x", b"p=2000-13-45", b"o=1&r=1&p=yesterday"])
+def test_a_forged_cursor_is_a_400_naming_the_cursor(operator, position):
+    wf = workflow(steps({"id": "a", "action": "echo"}, defaults=NOWHERE), slug="f")
+    run, _ = run_start(workflow=wf)
+    cursor = base64.b64encode(position).decode()
+    for url in (f"/api/runs/?cursor={cursor}", f"/api/runs/{run.pk}/events/?cursor={cursor}"):
+        response = operator.get(url)
+        assert response.status_code == 400, (url, response.content)
+        assert response.json()["problems"] == [
+            {"path": "cursor", "message": "invalid cursor: follow the next/previous links"}
+        ]
