@@ -14,6 +14,7 @@ from django.urls import reverse
 from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind
 
 logger = logging.getLogger(__name__)
+PERMISSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def recipients(approval: Approval) -> list[str]:
@@ -21,7 +22,9 @@ def recipients(approval: Approval) -> list[str]:
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
     named = Q(pk__in=approval.users.values("pk")) | Q(groups__in=approval.groups.all())
     if approval.kind == ApprovalKind.ESCALATION:
-        resolvers = get_user_model().objects.with_perm(RESOLVE_ESCALATION).values("pk")
+        # Permissions live in the database (ModelBackend); with django-axes' backend in front, the
+        # backend must be named.
+        resolvers = get_user_model().objects.with_perm(RESOLVE_ESCALATION, backend=PERMISSION_BACKEND).values("pk")
         users = users.filter(pk__in=resolvers) if approval.any_resolver else users.filter(named, pk__in=resolvers)
     else:
         users = users.filter(named)
