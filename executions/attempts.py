@@ -72,7 +72,10 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
     )
     revealed: dict[str, str] = {}  # secret name -> value, redacted from whatever the attempt leaves
     try:
-        params = secrets.reveal(row.input, run_id=context.run_id, allowed=step.secrets, revealed=revealed)
+        params = secrets.reveal(
+            row.input, template=step.params, run_id=context.run_id, step_id=row.step_id, allowed=step.secrets,
+            revealed=revealed,
+        )  # fmt: skip
         output = secrets.redact(get_action(step.action)(params, context), revealed)
         _check_json(output)
     except SoftTimeLimitExceeded:
@@ -82,16 +85,16 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
     except RetryableError as exc:
         failure = Failure(type(exc).__name__, str(exc), True, retry_after=exc.retry_after)
     except Exception as exc:  # any other error of an action is retryable
-        failure = Failure(type(exc).__name__, str(exc), True, traceback.format_exc()[-TRACEBACK_LIMIT:])
+        failure = Failure(type(exc).__name__, str(exc), True, traceback.format_exc())
     else:
         step_succeed(row=row, output=output)
         return None
-    if revealed:
-        failure = replace(
-            failure,
-            message=secrets.redact(failure.message, revealed),
-            traceback=secrets.redact(failure.traceback, revealed),
-        )
+    # secrets out first, then the cut: a value straddling the cut would leave a piece behind
+    failure = replace(
+        failure,
+        message=secrets.redact(failure.message, revealed),
+        traceback=secrets.redact(failure.traceback, revealed)[-TRACEBACK_LIMIT:],
+    )
     return attempt_failed(row=row, step=step, failure=failure)
 
 

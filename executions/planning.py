@@ -3,6 +3,8 @@ and what the run's status becomes. No database: the caller reads rows in and app
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,7 +119,13 @@ def expression_context(
 
 
 def plan(
-    spec: WorkflowSpec, statuses: Statuses, *, run: RunView, read_outputs: OutputReader, partial: bool = False
+    spec: WorkflowSpec,
+    statuses: Statuses,
+    *,
+    run: RunView,
+    read_outputs: OutputReader,
+    partial: bool = False,
+    defer_wider_than: int | None = None,
 ) -> Plan:
     """The moves that start what is ready, and the run's status after them.
 
@@ -126,6 +134,8 @@ def plan(
     for those an expression reads. A skipped step, an empty for_each or a failure that continues
     can make more steps ready: planning goes on until nothing is. A partial plan is complete only
     when it starts work (queue or fan out) and nothing else: anything else needs every step to settle.
+    With `defer_wider_than`, a for_each over more items than that stops planning, before its
+    branches' params are evaluated: the plan is incomplete, and a worker makes it.
     """
     statuses = dict(statuses)
     outputs: dict[str, Any] = {}
@@ -139,7 +149,10 @@ def plan(
         )
         for step_id in ready:
             step = spec.step(step_id)
-            move = _move(step, values)
+            try:
+                move = _move(step, values, defer_wider_than)
+            except _Deferred:
+                return Plan(complete=False)
             moves.append(move)
             statuses[step_id] = MOVE_STATUS[move.kind]
             outputs[step_id] = [] if move.kind == SUCCEED_EMPTY else None
@@ -156,13 +169,40 @@ def plan(
     return _settle(spec, statuses, tuple(moves), run, outputs, read_outputs)
 
 
-def _move(step: StepSpec, values: dict[str, Any]) -> Move:
+class _Deferred(Exception):
+    """A fan-out wider than the caller plans itself: a worker plans it."""
+
+
+def _branch_params(step: StepSpec, values: dict[str, Any], items: list) -> list:
+    """Each branch's params, bounded together in size, and in time: the expression timeout x (10 + branches / 1000)."""
+    most = limits.limit("CHORDFLOW_MAX_FAN_OUT_BYTES")
+    seconds = float(limits.limit("CHORDFLOW_EXPRESSION_TIMEOUT")) * (10 + len(items) / 1000)
+    deadline = time.monotonic() + seconds
+    params, total = [], 0
+    for index, item in enumerate(items):
+        resolved = expressions.evaluate(step.params, {**values, "item": item, "index": index}, step=step.id)
+        total += len(json.dumps(resolved, ensure_ascii=False, separators=(",", ":")))
+        if total > most:
+            raise ExpressionError(
+                f"the params of its {len(items):,} branches come to more than {limits.describe_bytes(most)} "
+                "(CHORDFLOW_MAX_FAN_OUT_BYTES)"
+            )
+        if time.monotonic() > deadline:
+            raise ExpressionError(
+                f"the params of its {len(items):,} branches took longer than {seconds:g}s in all "
+                "(CHORDFLOW_EXPRESSION_TIMEOUT x (10 + branches / 1000))"
+            )
+        params.append(resolved)
+    return params
+
+
+def _move(step: StepSpec, values: dict[str, Any], defer_wider_than: int | None = None) -> Move:
     try:
         if step.when is not None and not expressions.evaluate(step.when, values):
             return Move(SKIP, step.id, message="`when` was false")
         items: list = []
         if step.for_each is None:
-            params = expressions.evaluate(step.params, values)
+            params = expressions.evaluate(step.params, values, step=step.id)
         else:
             items = expressions.evaluate(step.for_each, values)
             if not isinstance(items, list):
@@ -171,10 +211,9 @@ def _move(step: StepSpec, values: dict[str, Any]) -> Move:
                 raise ExpressionError(
                     f"for_each gave {len(items):,} items, over the limit of {widest:,} (CHORDFLOW_MAX_FOR_EACH)"
                 )
-            params = [
-                expressions.evaluate(step.params, {**values, "item": item, "index": index})
-                for index, item in enumerate(items)
-            ]
+            if defer_wider_than is not None and len(items) > defer_wider_than:
+                raise _Deferred
+            params = _branch_params(step, values, items)
     except ExpressionError as exc:
         return Move(FAIL, step.id, message=str(exc))
     if step.type != STEP_TYPE_ACTION:  # e.g. an approval: waits in the database, holds no worker

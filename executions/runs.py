@@ -55,8 +55,12 @@ def run_start(
     # Expressions are evaluated here, before any lock is taken: a slow one delays only this start.
     run_id = uuid.uuid4()
     view = RunView(id=run_id, workflow=workflow.slug, input=run_input, status=R.RUNNING)
-    first = planning.plan(spec, dict.fromkeys(spec.positions, S.PENDING), run=view, read_outputs=dict)
-    branches = sum(len(move.items) for move in first.moves)
+    inline = limits.limit("CHORDFLOW_START_INLINE_BRANCHES")
+    first = planning.plan(
+        spec, dict.fromkeys(spec.positions, S.PENDING), run=view, read_outputs=dict, defer_wider_than=inline
+    )
+    if first.complete and sum(len(move.items) for move in first.moves) > inline:
+        first = planning.Plan(complete=False)  # several fan-outs, each narrow enough, too wide together
     try:
         with transaction.atomic(), events.event_batch():
             run = Run.objects.create(
@@ -73,7 +77,7 @@ def run_start(
             rows = StepRun.objects.bulk_create([StepRun(run=run, step_id=step.id) for step in spec.steps])
             transitions.move_run(RunMove.START, run.pk, fields={"started_at": timezone.now()}, version=version.number)
             run.status = R.RUNNING
-            if branches > limits.limit("CHORDFLOW_START_INLINE_BRANCHES"):
+            if not first.complete:
                 # Writing that many branch rows would hold the write lock for seconds: a worker does it.
                 advance_on_commit(run.pk)
             else:

@@ -73,13 +73,16 @@ def _is_number(value: Any) -> bool:
 class _Validator:
     """Collects problems while building the spec; `spec()` raises DefinitionError if there are any."""
 
-    def __init__(self, definition: Any) -> None:
+    def __init__(self, definition: Any, *, stored: bool = False) -> None:
         self.definition = definition
+        self.stored = stored  # a version saved before: the rules that apply only at save are skipped
         self.problems: list[Problem] = []
         self.step_ids: set[str] = set()
 
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message))
+    def problem(self, path: str, message: str, *, save_only: bool = False) -> None:
+        """`save_only`: a rule newer than some stored versions; they keep working (their runs fail clearly)."""
+        if not (save_only and self.stored):
+            self.problems.append(Problem(path, message))
 
     def unknown_keys(self, value: dict, allowed: set[str], path: str) -> None:
         for key in value:
@@ -155,18 +158,23 @@ class _Validator:
             try:
                 tree = expressions.parse(text)
             except ExpressionError as exc:
-                self.problem(where, str(exc))
+                self.problem(where, str(exc), save_only=isinstance(exc, expressions.StatementError))
                 continue
             read |= expressions.referenced_steps(tree)
             names, problems = expressions.referenced_secrets(tree)
             for message in problems:
-                self.problem(where, message)
+                self.problem(where, message, save_only=True)
             if names and secrets is None:
-                self.problem(where, "secret() may be used only in the params of an action step, never stored")
+                message = "secret() may be used only in the params of an action step, never stored"
+                self.problem(where, message, save_only=True)
             elif names:
                 secrets |= names
             for name in sorted(expressions.referenced_names(tree) - allowed_names - expressions.GLOBAL_NAMES):
-                self.problem(where, f"unknown name {name!r}; expressions here see {', '.join(sorted(allowed_names))}")
+                self.problem(
+                    where,
+                    f"unknown name {name!r}; expressions here see {', '.join(sorted(allowed_names))}",
+                    save_only=name in expressions.REMOVED_NAMES,
+                )
             if allowed_steps is None:
                 continue
             for step_id in sorted(expressions.referenced_steps(tree) - allowed_steps):
@@ -183,7 +191,8 @@ class _Validator:
         if not isinstance(d, dict):
             raise DefinitionError([Problem("", "a definition must be an object (mapping)")])
         try:  # first, so that nothing below walks a value too deep or too big
-            limits.check_storable(d, max_bytes=MAX_DEFINITION_BYTES, what="the definition")
+            if not self.stored:
+                limits.check_storable(d, max_bytes=MAX_DEFINITION_BYTES, what="the definition")
         except limits.UnstorableValue as exc:
             raise DefinitionError([Problem("", str(exc))]) from None
         self.unknown_keys(d, TOP_KEYS, "")
@@ -223,7 +232,7 @@ class _Validator:
         if not isinstance(raw_steps, list) or not raw_steps:
             self.problem("steps", "is required: a non-empty list of steps")
             raw_steps = []
-        elif len(raw_steps) > (max_steps := limits.limit("CHORDFLOW_MAX_STEPS")):
+        elif len(raw_steps) > (max_steps := limits.limit("CHORDFLOW_MAX_STEPS")) and not self.stored:
             message = f"has {len(raw_steps):,} steps, over the limit of {max_steps:,} (CHORDFLOW_MAX_STEPS)"
             self.problem("steps", message)
             raise DefinitionError(self.problems)
@@ -373,9 +382,14 @@ def _json_path(parts) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
 
 
-def parse_definition(definition: Any) -> WorkflowSpec:
-    """The spec of a valid definition; DefinitionError listing every problem otherwise."""
-    return _Validator(definition).spec()
+def parse_definition(definition: Any, *, stored: bool = False) -> WorkflowSpec:
+    """The spec of a valid definition; DefinitionError listing every problem otherwise.
+
+    `stored`: a version saved earlier, parsed to run it. The limits added since it was saved
+    (steps, size and depth, statements, the names statements used, secret() rules) are not applied
+    to it: its runs go on, and an expression the new rules refuse fails its step when evaluated.
+    """
+    return _Validator(definition, stored=stored).spec()
 
 
 def validate_input(spec: WorkflowSpec, data: Any) -> None:

@@ -25,6 +25,7 @@ DEFAULTS = {
     "CHORDFLOW_MAX_OUTPUT_BYTES": 1024 * 1024,
     "CHORDFLOW_MAX_EXPRESSION_SIZE": 1024 * 1024,
     "CHORDFLOW_EXPRESSION_TIMEOUT": 1.0,
+    "CHORDFLOW_MAX_FAN_OUT_BYTES": 64 * 1024 * 1024,
     "CHORDFLOW_START_INLINE_BRANCHES": 1000,
 }
 
@@ -53,8 +54,13 @@ def check_storable(value: Any, *, max_bytes: int, what: str = "the value", setti
     """
     max_depth = limit("CHORDFLOW_MAX_JSON_DEPTH")
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    approximate = 0  # bytes at least: a value far over the limit is refused before it is all walked
     while stack:
         item, path, depth = stack.pop()
+        approximate += len(item) + 2 if isinstance(item, str) else 2
+        if approximate > max_bytes:
+            named = f" ({setting})" if setting else ""
+            raise UnstorableValue(f"{what} is over the limit of {describe_bytes(max_bytes)}{named}")
         if depth > max_depth:
             raise UnstorableValue(
                 f"{what} nests deeper than {max_depth} levels at {path or 'its top'} (CHORDFLOW_MAX_JSON_DEPTH)"

@@ -31,7 +31,7 @@ def version_spec(version: WorkflowVersion) -> WorkflowSpec:
     key = (version.pk, version.content_hash)
     spec = _spec_cache.get(key)
     if spec is None:
-        spec = _spec_cache[key] = parse_definition(version.definition)
+        spec = _spec_cache[key] = parse_definition(version.definition, stored=True)
     return spec
 
 

@@ -20,4 +20,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def load_definition(text: str) -> Any:
     """The value of a YAML or JSON document; yaml.YAMLError when it does not parse or uses an alias."""
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError("the document is nested too deeply") from None

@@ -232,7 +232,10 @@ CHORDFLOW_MAX_FOR_EACH = env_int("CHORDFLOW_MAX_FOR_EACH", 100_000)
 CHORDFLOW_MAX_OUTPUT_BYTES = env_int("CHORDFLOW_MAX_OUTPUT_BYTES", 1024 * 1024)
 # Any string or list an expression builds, and its value as JSON: characters, items and bytes.
 CHORDFLOW_MAX_EXPRESSION_SIZE = env_int("CHORDFLOW_MAX_EXPRESSION_SIZE", 1024 * 1024)
-# Seconds one expression may compute before it fails with an ExpressionError.
+# The params of all the branches of one for_each together, as JSON.
+CHORDFLOW_MAX_FAN_OUT_BYTES = env_int("CHORDFLOW_MAX_FAN_OUT_BYTES", 64 * 1024 * 1024)
+# Seconds one expression may compute before it fails with an ExpressionError (a for_each's branches'
+# params together: this x (10 + branches / 1000)).
 CHORDFLOW_EXPRESSION_TIMEOUT = float(env_str("CHORDFLOW_EXPRESSION_TIMEOUT", "1.0"))
 # A start whose first steps fan out wider than this is planned and applied by a worker, not in the
 # request that started it: the request answers at once with the run pending.

@@ -38,7 +38,7 @@ def test_an_output_over_the_limit_fails_the_step_at_once_and_is_not_stored():
     row = execute(run, "s")
     assert row.status == StepStatus.FAILED and row.attempts == 1  # permanent: no retry
     assert row.output is None
-    assert "the action's output is 2.0 MiB, over the limit of 1.0 MiB (CHORDFLOW_MAX_OUTPUT_BYTES)" in row.error_message
+    assert "the action's output is over the limit of 1.0 MiB (CHORDFLOW_MAX_OUTPUT_BYTES)" in row.error_message
     assert Run.objects.get(pk=run.pk).status == RunStatus.FAILED
 
 

@@ -3,6 +3,7 @@
 import io
 
 import pytest
+import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -37,18 +38,36 @@ def chain(count: int, **step) -> dict:
         ("{{ 'a' * 10**8 }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
         ("{{ input.items * 10**7 }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
         ("{{ range(10**7) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
-        ("{{ 'x'.ljust(10**9) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
         ("{{ 'x'|center(10**9) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
-        ("{{ '{:>999999999}'.format(1) }}", "width or precision"),
-        ("{{ '%999999999d' % 1 }}", "width or precision"),
-        ("{{ '%999999999d'|format(1) }}", "width or precision"),
-        ("{{ '{:>{}}'.format(1, 10**9) }}", "over CHORDFLOW_MAX_EXPRESSION_SIZE"),
+        ("{{ '%999999999d' % 1 }}", "% would make"),
+        ("{{ '%999999999d'|format(1) }}", "% would make"),
+        ("{{ '%*s' % (999999999, 'a') }}", "% would make"),
+        ("{{ ('%(a)s' * 3000) % {'a': 'a' * 1000000} }}", "% would make"),
+        ("{{ ('%(a)s' * 3000)|format(a='a' * 1000000) }}", "% would make"),
         ("{{ ('a' * 1000)|replace('a', 'b' * 10000) }}", "replace would make"),
+        ("{{ ('a' * 1000000)|replace(old='a', new='b' * 3000) }}", "replace would make"),
+        ("{{ ('1' * 1000000)|replace(1, 'b' * 3000) }}", "replace would make"),
         ("{{ input.items|join('x' * 1000000) }}", "join would make"),
+        ("{{ ('a' * 1000000)|join('b' * 3000) }}", "join would make"),
+        ("{{ [['a']]|join }}", "join joins strings and numbers, not a list"),
+        ("{{ ['a' * 1000000] * 1000 }}", "* would make"),  # references count each time they print
+        ("{{ (['a' * 1000000] * 1000)|string }}", "* would make"),
+        ("{{ [[[[0] * 300] * 300] * 300] * 300 == [] }}", "* would make"),
+        ("{{ range(1000)|map('center', 1000000)|list }}", "built more than"),
         ("{{ 10 ** 100000 }}", "too big a number"),
         ("{{ range(10000)|batch(1)|sum(start=[]) }}", "sum adds numbers"),
-        ("{{ (range(1000)|list) * 1000 }}", "over the limit of 1.0 MiB"),
+        ("{{ (range(1000)|list) * 1000 }}", "* would make"),
+        ("{{ (range(1000)|list) * 500 }}", "over the limit of 1.0 MiB"),  # the value, as JSON
         ("{{ lipsum(10**6) }}", "'lipsum' is undefined"),
+        ("{{ ('a ' * 500000)|wordwrap(2) }}", "No filter named 'wordwrap'"),
+        # methods that can multiply a value in one call are refused; their filters are bounded
+        ("{{ 'x'.ljust(10**9) }}", "attribute 'ljust' of 'str' object is unsafe"),
+        ("{{ ('b' * 1000).join('a' * 1000000) }}", "attribute 'join' of 'str' object is unsafe"),
+        ("{{ ('x' * 1000).expandtabs(1000000) }}", "attribute 'expandtabs' of 'str' object is unsafe"),
+        ("{{ ('a' * 1000000).translate({97: 'b' * 3000}) }}", "attribute 'translate' of 'str' object is unsafe"),
+        ("{{ '{:>999999999}'.format(1) }}", "attribute 'format' of 'str' object is unsafe"),
+        ("{{ (1).to_bytes(1000000, 'big') }}", "attribute 'to_bytes' of 'int' object is unsafe"),
+        ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "nested too deeply"),
     ],
 )
 def test_an_expression_that_would_build_a_huge_value_fails_before_it_does(expression, reason):
@@ -78,14 +97,19 @@ def test_an_expression_whose_value_is_not_storable_json_is_an_expression_error(e
 def test_bounded_expressions_still_compute_what_they_should():
     assert evaluate("{{ input.items|map('string')|join(',') }}", CONTEXT) == "1,2,3"
     assert evaluate("{{ range(100000)|list|length }}", CONTEXT) == 100000
-    assert evaluate("{{ '{}-{}'.format(input.word, 2) }}", CONTEXT) == "ab-2"
+    assert evaluate("{{ '%s-%s'|format(input.word, 2) }}", CONTEXT) == "ab-2"
     assert evaluate("{{ input.word * 3 }}", CONTEXT) == "ababab"
     assert evaluate("{{ input.items|sum }}", CONTEXT) == 6
     assert evaluate("x{{ input.word|replace('a', 'c') }}", CONTEXT) == "xcb"
-    # numbers in the text of a format string are not widths
-    assert evaluate("{{ 'order 1234567890123: {}'.format(input.word) }}", CONTEXT) == "order 1234567890123: ab"
+    # numbers in the text of a format string are not widths, and big numbers are fine as data
     assert evaluate("{{ 'order 1234567890123: %s' % input.word }}", CONTEXT) == "order 1234567890123: ab"
     assert evaluate("{{ '%5.1f'|format(3.14159) }}", CONTEXT) == "  3.1"
+    assert evaluate("{{ 'order %d'|format(1700000000) }}", CONTEXT) == "order 1700000000"
+    assert evaluate("{{ input.missing|default(1700000000) }}", CONTEXT) == 1700000000
+    assert evaluate("{{ dict(id=1700000000) }}", CONTEXT) == {"id": 1700000000}
+    assert evaluate("{{ range(2000000, 2000002)|list }}", CONTEXT) == [2000000, 2000001]
+    assert evaluate("{{ 'A,b'.lower().split(',') }}", CONTEXT) == ["a", "b"]
+    assert evaluate("{{ input.items|join(', ') }}", CONTEXT) == "1, 2, 3"
 
 
 def test_an_expression_past_its_time_fails_with_the_setting_named(settings):
@@ -103,6 +127,11 @@ def test_a_text_template_is_bounded_as_it_renders(settings):
 def test_statements_are_refused_at_save_with_their_place():
     found = problems(chain(1, params={"x": "{% for i in range(9) %}{% set x = 1 %}{% endfor %}"}))
     assert "statements ({% for … %}) are not supported" in found["steps[0].params.x"]
+
+
+def test_an_expression_nested_too_deeply_to_parse_is_a_problem_at_save_not_a_500():
+    found = problems(chain(1, params={"x": "{{ " + "1 + " * 3000 + "1 }}"}))
+    assert "nested too deeply" in found["steps[0].params.x"]
 
 
 def test_names_only_statements_needed_are_gone():
@@ -161,6 +190,11 @@ steps: [{id: s, action: echo, params: *f}]
 """
 
 
+def test_yaml_nested_too_deeply_is_a_yaml_error_not_a_500():
+    with pytest.raises(yaml.YAMLError, match="nested too deeply"):
+        load_definition("a: " + "[" * 3000 + "]" * 3000)
+
+
 def test_yaml_aliases_are_refused_where_definitions_are_read():
     with pytest.raises(Exception, match=r"aliases \(\*a\) are not allowed"):
         load_definition(ALIAS_BOMB)
@@ -185,3 +219,22 @@ def test_the_admin_refuses_an_alias_bomb_and_stores_nothing(admin_client):
     assert response.status_code == 200  # the form again, with the error
     assert "aliases (*a) are not allowed" in response.content.decode()
     assert not Workflow.objects.filter(slug="bomb").exists()
+
+
+@pytest.mark.django_db
+def test_a_version_stored_before_the_limits_still_runs_its_other_steps(settings):
+    """A definition saved before statements, removed names and the step limit were refused."""
+    from workflows.models import WorkflowVersion
+    from workflows.services import version_spec
+    from workflows.spec import WorkflowSpec
+
+    workflow = Workflow.objects.create(slug="old", name="old")
+    definition = chain(3, params={"x": "{% if true %}1{% endif %}", "c": "{{ cycler }}"})
+    version = WorkflowVersion.objects.create(workflow=workflow, number=1, definition=definition, content_hash="h")
+    settings.CHORDFLOW_MAX_STEPS = 2
+    spec = version_spec(version)
+    assert isinstance(spec, WorkflowSpec) and len(spec.steps) == 3
+    with pytest.raises(DefinitionError):  # saving it again applies every rule
+        parse_definition(definition)
+    with pytest.raises(ExpressionError, match="statements"):
+        evaluate(definition["steps"][0]["params"], CONTEXT)  # the step fails when it runs, saying why
