@@ -6,8 +6,11 @@ import json
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Max, Min, QuerySet
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -30,6 +33,7 @@ COLORS = {
     StepStatus.CANCELLED: "#555",
 }
 EVENTS_SHOWN = 200
+CANCEL_SHOWN = 50  # runs listed by name on the cancel confirmation page
 
 
 def colored(status: str):
@@ -216,6 +220,20 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel the selected runs")
     def cancel_runs(self, request, queryset):
+        """Asks first, on a page of its own (as Django's delete does); cancels once that page is posted."""
+        if request.POST.get("post") != "yes" and request.user.has_perm("executions.cancel_run"):
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Cancel runs: are you sure?",
+                "opts": self.model._meta,
+                "count": queryset.count(),
+                "shown": Run.objects.filter(pk__in=queryset.values("pk")).select_related("workflow")[:CANCEL_SHOWN],
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across") == "1",
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "grace": settings.CHORDFLOW_CANCEL_GRACE,
+            }
+            return TemplateResponse(request, "admin/executions/run/cancel_confirmation.html", context)
         self._act(request, queryset, run_cancel, "cancelled", "executions.cancel_run")
 
     @admin.action(description="Retry the selected runs (failed or cancelled)")
