@@ -127,13 +127,15 @@ def _terminate(state, ids: frozenset[str]) -> None:
             logger.warning("the %s pool cannot terminate task %s", type(state.consumer.pool).__name__, request.id)
             return
     if running:
-        pids = {request.worker_pid for request in running}
-        state.consumer.timer.call_after(KILL_AFTER_SECONDS, _kill, (state, pids))
+        state.consumer.timer.call_after(KILL_AFTER_SECONDS, _kill, (state, ids))
 
 
-def _kill(state, pids: set[int]) -> None:
-    """SIGKILL those pool processes that survived SIGTERM (an action that handles it)."""
-    alive = set(state.consumer.pool.info.get("processes", [])) if hasattr(state.consumer.pool, "info") else set()
-    for pid in pids & alive:
-        logger.warning("pool process %s survived SIGTERM: killing it", pid)
-        state.consumer.pool.terminate_job(pid, signal.SIGKILL)
+def _kill(state, ids: frozenset[str]) -> None:
+    """SIGKILL the pool processes still running one of `ids` after SIGTERM (an action that handles it).
+
+    Looked up again, so that a process that ended its task and took another one is left alone.
+    """
+    for request in _running(ids):
+        if request.worker_pid:
+            logger.warning("task %s survived SIGTERM: killing pool process %s", request.id, request.worker_pid)
+            state.consumer.pool.terminate_job(request.worker_pid, signal.SIGKILL)
