@@ -4,10 +4,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench clean manage shell
 
 run: $(STAMP)
 	$(PY) -m config.devstack run
+
+# Django commands, beside a running `make run` (they use its Redis): `make manage ARGS="load_workflows f.yaml"`.
+manage: $(STAMP)
+	$(PY) manage.py $(ARGS)
+
+shell: $(STAMP)
+	$(PY) manage.py shell
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,12 @@
 """The REST API under /api/, with its OpenAPI schema and docs."""
 
 from django.urls import path
+from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from approvals import views as approvals
 from executions import schedule_views as schedules
@@ -17,7 +22,41 @@ class PublicDocsView(SpectacularSwaggerView):
     permission_classes = []
 
 
+ENDPOINTS = {
+    "workflows": "workflow-list",
+    "runs": "run-list",
+    "schedules": "schedule-list",
+    "approvals": "approval-list",
+}
+
+
+class ApiRootView(APIView):
+    """GET /api/: where everything is, as links (the address `make run` prints leads here)."""
+
+    permission_classes = []  # links only, no data
+
+    @extend_schema(
+        responses=inline_serializer(
+            "ApiRoot",
+            {
+                "docs": serializers.URLField(help_text="Browsable API docs."),
+                "schema": serializers.URLField(help_text="The OpenAPI 3 schema."),
+                "endpoints": serializers.DictField(child=serializers.URLField()),
+            },
+        )
+    )
+    def get(self, request):
+        return Response(
+            {
+                "docs": reverse("docs", request=request),
+                "schema": reverse("schema", request=request),
+                "endpoints": {name: reverse(url_name, request=request) for name, url_name in ENDPOINTS.items()},
+            }
+        )
+
+
 urlpatterns = [
+    path("", ApiRootView.as_view(), name="api-root"),
     path("workflows/", workflows.WorkflowListView.as_view(), name="workflow-list"),
     path("workflows/<str:slug>/", workflows.WorkflowDetailView.as_view(), name="workflow-detail"),
     path("workflows/<str:slug>/versions/", workflows.WorkflowVersionsView.as_view(), name="workflow-versions"),

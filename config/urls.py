@@ -3,10 +3,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from config.health import healthz
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),  # the address `make run` prints
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("approvals/", include("approvals.urls")),

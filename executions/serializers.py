@@ -114,11 +114,22 @@ class BlankAsNullCharField(serializers.CharField):
 
 
 class EventOutput(serializers.ModelSerializer):
+    """The event as its Channels payload carries it (`run`, `status`, `attempt`), with its `data` as recorded."""
+
     type = serializers.CharField(source="kind")
+    run = serializers.UUIDField(source="run_id")
+    status = serializers.SerializerMethodField()
+    attempt = serializers.SerializerMethodField()
     step = BlankAsNullCharField(source="step_id", allow_null=True, help_text="Null for run events.")
     branch = serializers.IntegerField(source="branch_index", allow_null=True)
     at = serializers.DateTimeField(source="created_at")
 
     class Meta:
         model = RunEvent
-        fields = ["id", "type", "step", "branch", "message", "data", "at"]
+        fields = ["id", "type", "run", "step", "branch", "status", "attempt", "message", "data", "at"]
+
+    def get_status(self, event: RunEvent) -> str | None:
+        return event.data.get("status")
+
+    def get_attempt(self, event: RunEvent) -> int | None:
+        return event.data.get("attempt")

@@ -1,7 +1,9 @@
-"""Development settings: DEBUG, console email, readable logs."""
+"""Development settings: DEBUG, console email, readable logs, and the Redis of the `make run` beside you."""
+
+from config.devrecord import development_redis_url, development_web_url
 
 from .base import *  # noqa: F403
-from .base import env_bool, env_list
+from .base import CHANNEL_LAYERS, LOGGING, VAR_DIR, env_bool, env_int, env_list, env_str
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
@@ -9,3 +11,33 @@ EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 CHORDFLOW_DEV_SUPERUSER = "admin"
 # Workflows may call services on this machine (loopback) while developing; never in production.
 CHORDFLOW_HTTP_ALLOWED_NETWORKS = env_list("CHORDFLOW_HTTP_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+
+# Without REDIS_URL, a command (manage.py, celery) uses the Redis that the running `make run` recorded
+# in var/redis/url; with none running it says so and uses none, never whatever listens on 6379.
+if not env_str("REDIS_URL"):
+    REDIS_URL = development_redis_url(VAR_DIR)
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+    CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+
+# Approval emails link to the dev server where it really runs (`make run` records its address).
+CHORDFLOW_BASE_URL = env_str("CHORDFLOW_BASE_URL") or development_web_url(VAR_DIR, env_int("CHORDFLOW_WEB_PORT", 8000))
+
+# One readable line per event: daphne's access log is the line for a request (Django's own 404
+# warnings and its DEBUG console handler would print two more); a task's line is its result; the
+# beat's ticks and sweeps print only when they did something (config.logfilters).
+LOGGING["loggers"].update(
+    {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"level": "ERROR"},
+        "axes": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.worker.consumer": {"level": "WARNING"},
+        "celery.app.trace": {"filters": ["idle_housekeeping"]},
+        "kombu.mixins": {"level": "WARNING"},
+        "django_celery_beat.schedulers": {"level": "WARNING"},
+        "flower.command": {"level": "WARNING"},
+    }
+)
+LOGGING["filters"] = {"idle_housekeeping": {"()": "config.logfilters.SkipIdleHousekeeping"}}
