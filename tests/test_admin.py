@@ -149,3 +149,21 @@ def test_the_date_hierarchy_lists_days_between_the_first_and_last_run(admin_clie
     day = admin_client.get(changelist + "?created_at__year=2026&created_at__month=3&created_at__day=13")
     assert day.status_code == 200 and str(last.pk)[:8] in day.content.decode()
     assert str(first.pk)[:8] not in day.content.decode()
+
+
+def test_a_run_is_named_by_its_workflow_slug(wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    assert str(run) == f"adm run {run.pk}"
+
+
+def test_searching_runs_by_the_short_id_the_list_shows(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    other, _ = run_start(workflow=wf, input={"xs": [1]})
+    while str(other.pk)[:8] == str(run.pk)[:8]:  # pragma: no cover (1 in 4 billion)
+        other, _ = run_start(workflow=wf, input={"xs": [1]})
+    changelist = reverse("admin:executions_run_changelist")
+    for term in (str(run.pk)[:8], str(run.pk)[:13].upper(), f" {run.pk} ", str(run.pk).replace("-", "")):
+        page = admin_client.get(changelist, {"q": term}).content.decode()
+        assert f">{str(run.pk)[:8]}<" in page, term
+        assert f">{str(other.pk)[:8]}<" not in page, term
+    assert ">0 runs<" in admin_client.get(changelist, {"q": "zz-not-hex"}).content.decode().replace("\n", "")
