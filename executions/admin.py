@@ -8,16 +8,20 @@ import uuid
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Max, Min, Q, QuerySet
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
 from executions.services import run_cancel, run_retry
-from executions.states import StepStatus
+from executions.states import RUN_UNFINISHED, RunStatus, StepStatus
 
 COLORS = {
     StepStatus.PENDING: "#888",
@@ -31,6 +35,9 @@ COLORS = {
     StepStatus.CANCELLED: "#555",
 }
 EVENTS_SHOWN = 200
+CANCEL_PERMISSION = "executions.cancel_run"
+RETRY_PERMISSION = "executions.retry_run"
+RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
 HEX_DIGITS = re.compile(r"[0-9a-f]+")
 
 
@@ -93,26 +100,47 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def precise(moment) -> str:
+    """A time to the millisecond, in the current time zone: steps last milliseconds."""
+    if moment is None:
+        return "-"
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def seconds_between(start, end) -> str:
+    if start is None or end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.3f} s"
+
+
 class StepInline(admin.TabularInline):
     model = StepRun
     verbose_name_plural = "steps"
     fields = [
-        "step_id",
+        "step_link",
         "status_colored",
         "attempts",
         "branches",
         "error_type",
-        "queued_at",
-        "started_at",
-        "finished_at",
+        "queued",
+        "started",
+        "finished",
+        "duration",
+        "output_preview",
     ]
     readonly_fields = fields
     extra = 0
     can_delete = False
-    show_change_link = True
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(branch_index__isnull=True).order_by("id")
+
+    @admin.display(description="step")
+    def step_link(self, obj):
+        """The step's page holds its input, output and error in full."""
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:executions_steprun_change", args=[obj.pk]), obj.step_id
+        )
 
     @admin.display(description="status")
     def status_colored(self, obj):
@@ -121,6 +149,26 @@ class StepInline(admin.TabularInline):
     @admin.display(description="branches")
     def branches(self, obj):
         return "-" if obj.branch_count is None else f"{obj.branches_done}/{obj.branch_count} done"
+
+    @admin.display(description="queued")
+    def queued(self, obj):
+        return precise(obj.queued_at)
+
+    @admin.display(description="started")
+    def started(self, obj):
+        return precise(obj.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, obj):
+        return precise(obj.finished_at)
+
+    @admin.display(description="duration")
+    def duration(self, obj):
+        return seconds_between(obj.started_at, obj.finished_at)
+
+    @admin.display(description="output")
+    def output_preview(self, obj):
+        return pretty(obj.output) if obj.output is not None else "-"
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -141,7 +189,7 @@ class RunAdmin(ReadOnlyAdmin):
     inlines = [StepInline]
     fields = [
         "id", "workflow", "version_number", "status_colored", "started_by", "idempotency_key", "schedule",
-        "nominal_time", "created_at", "started_at", "finished_at", "duration", "input_pretty", "output_pretty",
+        "nominal_time", "created", "started", "finished", "duration", "input_pretty", "output_pretty",
         "error_pretty", "events",
     ]  # fmt: skip
     readonly_fields = fields
@@ -187,9 +235,34 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="duration")
     def duration(self, obj):
-        if obj.started_at is None or obj.finished_at is None:
-            return "-"
-        return f"{(obj.finished_at - obj.started_at).total_seconds():.3f} s"
+        return seconds_between(obj.started_at, obj.finished_at)
+
+    @admin.display(description="created at")
+    def created(self, obj):
+        return precise(obj.created_at)
+
+    @admin.display(description="started at")
+    def started(self, obj):
+        return precise(obj.started_at)
+
+    @admin.display(description="finished at")
+    def finished(self, obj):
+        return precise(obj.finished_at)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The run page's buttons: the list's actions for this one run, posted with a CSRF token.
+
+        Cancel goes through the same confirmation page as on the list; both come back here.
+        """
+        run = self.get_object(request, object_id)
+        buttons = []
+        if run is not None:
+            if run.status in RUN_UNFINISHED and request.user.has_perm(CANCEL_PERMISSION):
+                buttons.append(("cancel_runs", "Cancel this run…"))
+            if run.status in RETRYABLE and request.user.has_perm(RETRY_PERMISSION):
+                buttons.append(("retry_runs", "Retry this run"))
+        context = {**(extra_context or {}), "run_buttons": buttons}
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
     @admin.display(description="input")
     def input_pretty(self, obj):
@@ -220,10 +293,10 @@ class RunAdmin(ReadOnlyAdmin):
             ),
         )
 
-    def _act(self, request, queryset, service, verb: str, permission: str) -> None:
+    def _act(self, request, queryset, service, verb: str, permission: str):
         if not request.user.has_perm(permission):
             self.message_user(request, f"You need the permission {permission}.", messages.ERROR)
-            return
+            return self._back(request)
         done = 0
         for run_id in queryset.values_list("pk", flat=True):
             try:
@@ -233,14 +306,33 @@ class RunAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"Run {run_id}: {exc}", messages.WARNING)
         if done:
             self.message_user(request, f"{done} run(s) {verb}.", messages.SUCCESS)
+        return self._back(request)
+
+    def _back(self, request):
+        """Back to the page the button was on (a run's page), or to the list."""
+        target = request.POST.get("next", "")
+        if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+            return HttpResponseRedirect(target)
+        return None
 
     @admin.action(description="Cancel the selected runs")
     def cancel_runs(self, request, queryset):
-        self._act(request, queryset, run_cancel, "cancelled", "executions.cancel_run")
+        """Asks first, as deleting does: cancelling revokes tasks and cannot be undone (only retried)."""
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Cancel {len(queryset)} run{'s' if len(queryset) != 1 else ''}?",
+                "runs": queryset,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "next": request.POST.get("next", ""),
+            }
+            return TemplateResponse(request, "admin/executions/run/cancel_confirmation.html", context)
+        return self._act(request, queryset, run_cancel, "cancelled", CANCEL_PERMISSION)
 
     @admin.action(description="Retry the selected runs (failed or cancelled)")
     def retry_runs(self, request, queryset):
-        self._act(request, queryset, run_retry, "retried", "executions.retry_run")
+        return self._act(request, queryset, run_retry, "retried", RETRY_PERMISSION)
 
 
 @admin.register(StepRun)

@@ -105,10 +105,11 @@ def test_start_cancel_and_retry_from_the_admin(admin_client, wf):
     assert started.status_code == 302 and started.url == reverse("admin:executions_run_change", args=[run.pk])
 
     changelist = reverse("admin:executions_run_changelist")
-    admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk]})
+    admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk], "post": "yes"})
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
-    response = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk]}, follow=True)
+    again = {"action": "cancel_runs", "_selected_action": [run.pk], "post": "yes"}
+    response = admin_client.post(changelist, again, follow=True)
     assert "only pending, running or waiting runs can be cancelled" in response.content.decode()
     admin_client.post(changelist, {"action": "retry_runs", "_selected_action": [run.pk]})
     run.refresh_from_db()
@@ -167,3 +168,66 @@ def test_searching_runs_by_the_short_id_the_list_shows(admin_client, wf):
         assert f">{str(run.pk)[:8]}<" in page, term
         assert f">{str(other.pk)[:8]}<" not in page, term
     assert ">0 runs<" in admin_client.get(changelist, {"q": "zz-not-hex"}).content.decode().replace("\n", "")
+
+
+def test_cancelling_from_the_list_asks_for_confirmation_first(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    changelist = reverse("admin:executions_run_changelist")
+    asked = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk]})
+    page = asked.content.decode()
+    assert asked.status_code == 200 and "Cancel 1 run?" in page and 'name="post" value="yes"' in page
+    assert f"adm run {run.pk}" in page
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_the_run_page_cancels_after_confirmation_and_retries(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    page_url = reverse("admin:executions_run_change", args=[run.pk])
+    page = admin_client.get(page_url).content.decode()
+    changelist = reverse("admin:executions_run_changelist")
+    assert f'<form method="post" action="{changelist}"' in page and "csrfmiddlewaretoken" in page
+    assert 'value="cancel_runs"' in page and 'value="retry_runs"' not in page  # retry: failed or cancelled runs
+    cancel = {"action": "cancel_runs", "_selected_action": run.pk, "next": page_url}
+    confirm = admin_client.post(changelist, cancel)
+    assert "Cancel 1 run?" in confirm.content.decode() and f'name="next" value="{page_url}"' in confirm.content.decode()
+    done = admin_client.post(changelist, {**cancel, "post": "yes"})
+    assert done.status_code == 302 and done.url == page_url
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    page = admin_client.get(page_url).content.decode()
+    assert "1 run(s) cancelled." in page and 'value="retry_runs"' in page and 'value="cancel_runs"' not in page
+    retried = admin_client.post(changelist, {"action": "retry_runs", "_selected_action": run.pk, "next": page_url})
+    assert retried.status_code == 302 and retried.url == page_url
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    elsewhere = {"action": "retry_runs", "_selected_action": run.pk, "next": "https://evil.example/"}
+    assert admin_client.post(changelist, elsewhere).url != "https://evil.example/"
+
+
+def test_the_run_buttons_need_the_csrf_token(admin_user, wf):
+    from django.test import Client
+
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    changelist = reverse("admin:executions_run_changelist")
+    refused = client.post(changelist, {"action": "cancel_runs", "_selected_action": run.pk, "post": "yes"})
+    assert refused.status_code == 403
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_the_run_page_shows_step_times_to_the_millisecond_durations_and_outputs(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    start = datetime(2026, 3, 10, 12, 0, 1, 250_000, tzinfo=UTC)
+    StepRun.objects.filter(run=run, step_id="a").update(
+        started_at=start,
+        finished_at=start + timedelta(seconds=2, milliseconds=5),
+        output={"said": "<script>x</script>"},
+    )
+    step = StepRun.objects.get(run=run, step_id="a")
+    page = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    assert "12:00:01.250" in page and "2.005 s" in page
+    assert reverse("admin:executions_steprun_change", args=[step.pk]) in page
+    assert "&lt;script&gt;" in page and "<script>x" not in page
