@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import timedelta
@@ -15,13 +14,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
+from executions.selectors import parse_run_id
 from executions.services import run_cancel, run_retry
 from executions.states import RUN_UNFINISHED, RunStatus, StepStatus
+from workflows.admin import pretty
 
 COLORS = {
     StepStatus.PENDING: "#888",
@@ -43,10 +44,6 @@ HEX_DIGITS = re.compile(r"[0-9a-f]+")
 
 def colored(status: str):
     return format_html('<b style="color: {}">{}</b>', COLORS.get(status, "#000"), status)
-
-
-def pretty(value):
-    return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", json.dumps(value, indent=2))
 
 
 def id_prefix_range(term: str) -> tuple[uuid.UUID, uuid.UUID] | None:
@@ -148,7 +145,14 @@ class StepInline(admin.TabularInline):
 
     @admin.display(description="branches")
     def branches(self, obj):
-        return "-" if obj.branch_count is None else f"{obj.branches_done}/{obj.branch_count} done"
+        if obj.branch_count is None:
+            return "-"
+        url = (
+            reverse("admin:executions_steprun_changelist")
+            + "?"
+            + urlencode({"run": obj.run_id, "step_id": obj.step_id})
+        )
+        return format_html('<a href="{}">{}/{} done</a>', url, obj.branches_done, obj.branch_count)
 
     @admin.display(description="queued")
     def queued(self, obj):
@@ -276,14 +280,21 @@ class RunAdmin(ReadOnlyAdmin):
     def error_pretty(self, obj):
         return pretty(obj.error) if obj.error else "-"
 
-    @admin.display(description=f"events (the first {EVENTS_SHOWN})")
+    @admin.display(description="events")
     def events(self, obj):
-        rows = RunEvent.objects.filter(run=obj).order_by("id")[:EVENTS_SHOWN]
-        return html_table(
+        """The latest events, oldest first: how the run ended is what one looks for; all are a link away."""
+        total = RunEvent.objects.filter(run=obj).count()
+        rows = reversed(RunEvent.objects.filter(run=obj).order_by("-id")[:EVENTS_SHOWN])
+        every = reverse("admin:executions_runevent_changelist") + "?" + urlencode({"run": obj.pk})
+        if total > EVENTS_SHOWN:
+            heading = format_html('the latest {} of {}: <a href="{}">all events</a>', EVENTS_SHOWN, total, every)
+        else:
+            heading = format_html('{} events (<a href="{}">as a list</a>)', total, every)
+        table = html_table(
             ["at", "event", "step", "branch", "message"],
             (
                 (
-                    e.created_at.strftime("%H:%M:%S.%f")[:-3],
+                    precise(e.created_at)[11:],
                     e.kind,
                     e.step_id,
                     "" if e.branch_index is None else e.branch_index,
@@ -292,6 +303,7 @@ class RunAdmin(ReadOnlyAdmin):
                 for e in rows
             ),
         )
+        return format_html("<p>{}</p>{}", heading, table)
 
     def _act(self, request, queryset, service, verb: str, permission: str):
         if not request.user.has_perm(permission):
@@ -335,6 +347,50 @@ class RunAdmin(ReadOnlyAdmin):
         return self._act(request, queryset, run_retry, "retried", RETRY_PERMISSION)
 
 
+class RunFilter(admin.SimpleListFilter):
+    """Rows of one run (`?run=<uuid>`): the link from a run's page; not a list of every run."""
+
+    title = "run"
+    parameter_name = "run"
+
+    def lookups(self, request, model_admin):
+        run_id = parse_run_id(self.value() or "")
+        return [(self.value(), str(run_id)[:8])] if run_id else []
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        run_id = parse_run_id(self.value())
+        return queryset.filter(run_id=run_id) if run_id else queryset.none()
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "run_link", "kind", "step_id", "branch_index", "message"]
+    list_filter = [RunFilter, "kind"]
+    show_full_result_count = False
+    list_per_page = 500
+    ordering = ["id"]
+    fields = ["run", "at", "kind", "step_id", "branch_index", "message", "data_pretty"]
+    readonly_fields = fields
+
+    def has_module_permission(self, request) -> bool:
+        return False  # reached from a run's page, not from the index
+
+    @admin.display(description="at", ordering="id")
+    def at(self, obj):
+        return precise(obj.created_at)
+
+    @admin.display(description="run")
+    def run_link(self, obj):
+        url = reverse("admin:executions_run_change", args=[obj.run_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.run_id)[:8])
+
+    @admin.display(description="data")
+    def data_pretty(self, obj):
+        return pretty(obj.data)
+
+
 @admin.register(StepRun)
 class StepRunAdmin(ReadOnlyAdmin):
     list_display = [
@@ -348,7 +404,7 @@ class StepRunAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
-    list_filter = ["status", "step_id", "run__workflow"]
+    list_filter = [RunFilter, "status", "step_id", "run__workflow"]
     list_select_related = ["run__workflow"]
     search_fields = ["step_id"]
     show_full_result_count = False

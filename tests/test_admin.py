@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from executions.models import Run, StepRun
+from executions.models import Run, RunEvent, StepRun
 from executions.services import run_start
 from executions.states import RunStatus
 from tests.support.runs import steps, workflow
@@ -231,3 +231,46 @@ def test_the_run_page_shows_step_times_to_the_millisecond_durations_and_outputs(
     assert "12:00:01.250" in page and "2.005 s" in page
     assert reverse("admin:executions_steprun_change", args=[step.pk]) in page
     assert "&lt;script&gt;" in page and "<script>x" not in page
+
+
+def test_the_run_page_shows_the_latest_events_and_links_to_all(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    before = RunEvent.objects.filter(run=run).count()
+    RunEvent.objects.bulk_create(RunEvent(run=run, kind="test.event", message=f"event #{i:03}") for i in range(300))
+    RunEvent.objects.create(run=run, kind="run.failed", message="how it <b>ended</b>")
+    page = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    assert "how it &lt;b&gt;ended&lt;/b&gt;" in page and "event #299" in page and "event #000" not in page
+    assert f"the latest 200 of {before + 301}" in page
+    all_events = reverse("admin:executions_runevent_changelist") + f"?run={run.pk}"
+    assert all_events in page.replace("&amp;", "&")
+    listed = admin_client.get(all_events, {"all": ""}).content.decode()
+    assert "event #000" in listed and "how it &lt;b&gt;ended" in listed
+
+
+def test_step_runs_filter_by_run_and_the_run_links_to_its_branches(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    other, _ = run_start(workflow=wf, input={"xs": [1]})
+    parent = StepRun.objects.get(run=run, step_id="m")
+    StepRun.objects.filter(pk=parent.pk).update(branch_count=2)
+    for index in range(2):
+        StepRun.objects.create(run=run, step_id="m", parent=parent, branch_index=index)
+    StepRun.objects.create(run=other, step_id="m", parent=StepRun.objects.get(run=other, step_id="m"), branch_index=0)
+    page = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    branches = reverse("admin:executions_steprun_changelist") + f"?run={run.pk}&step_id=m"
+    assert branches in page.replace("&amp;", "&")
+    listed = admin_client.get(branches).content.decode()
+    assert listed.count(reverse("admin:executions_run_change", args=[run.pk])) == 3  # the parent and 2 branches
+    assert reverse("admin:executions_run_change", args=[other.pk]) not in listed
+    assert admin_client.get(reverse("admin:executions_steprun_changelist"), {"run": "nonsense"}).status_code == 200
+
+
+def test_large_json_is_collapsed_with_its_size_and_a_preview(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    big = [{"branch": i, "note": "<script>alert(1)</script>"} for i in range(2000)]
+    StepRun.objects.filter(run=run, step_id="a").update(output=big)
+    step = StepRun.objects.get(run=run, step_id="a")
+    page = admin_client.get(reverse("admin:executions_steprun_change", args=[step.pk])).content.decode()
+    assert "<details" in page and "2,000 items" in page and '[{"branch": 0' in page.replace("&quot;", '"')
+    assert "<script>alert" not in page
+    small = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    assert "&quot;xs&quot;" in small and "<details" not in small.split("input")[1].split("</pre>")[0]
