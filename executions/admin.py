@@ -6,6 +6,7 @@ import re
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import Max, Min, Q, QuerySet
@@ -409,7 +410,7 @@ class StepRunAdmin(ReadOnlyAdmin):
     search_fields = ["step_id"]
     show_full_result_count = False
     fields = [
-        "run", "step_id", "branch_index", "status", "attempts", "task_id", "queued_at", "started_at", "finished_at",
+        "run", "step_id", "branch_index", "status", "attempts", "task", "queued_at", "started_at", "finished_at",
         "next_retry_at", "input_pretty", "item_pretty", "output_pretty", "error_type", "error_message",
         "error_traceback",
     ]  # fmt: skip
@@ -422,6 +423,14 @@ class StepRunAdmin(ReadOnlyAdmin):
     def run_link(self, obj):
         url = reverse("admin:executions_run_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.run_id)[:8])
+
+    @admin.display(description="Celery task")
+    def task(self, obj):
+        """The task's id, linked to Flower's page for it when CHORDFLOW_FLOWER_URL is set."""
+        flower = settings.CHORDFLOW_FLOWER_URL.rstrip("/")
+        if not obj.task_id or not flower:
+            return obj.task_id or "-"
+        return format_html('<a href="{}/task/{}">{}</a> (in Flower)', flower, obj.task_id, obj.task_id)
 
     @admin.display(description="workflow")
     def workflow(self, obj):

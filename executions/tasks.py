@@ -53,13 +53,18 @@ def publish_fan_out(parent_id: int) -> int:
     return branches.fan_out_publish(parent_id=parent_id)
 
 
-@shared_task(name=dispatch.SWEEP, ignore_result=True)
+# Beat's housekeeping (the sweep, the schedule tick; approvals.expire too) runs every few seconds and
+# sends no task events (send_events=False): in Flower it would bury the steps. Their results are in
+# the worker's log and, when they repair or fire something, in the runs' events.
+@shared_task(name=dispatch.SWEEP, ignore_result=True, send_events=False)
 def sweep() -> dict:
     """Run by beat: repair lost messages, overdue attempts and stalled runs."""
     return sweeper.sweep()
 
 
-@shared_task(name=dispatch.SCHEDULE_TICK, ignore_result=True, autoretry_for=TRANSIENT_ERRORS, max_retries=0)
+@shared_task(
+    name=dispatch.SCHEDULE_TICK, ignore_result=True, send_events=False, autoretry_for=TRANSIENT_ERRORS, max_retries=0
+)
 def schedule_tick() -> dict:
     """Run by beat every CHORDFLOW_SCHEDULE_TICK seconds: fire the schedules that are due."""
     return schedules.schedule_tick()

@@ -274,3 +274,14 @@ def test_large_json_is_collapsed_with_its_size_and_a_preview(admin_client, wf):
     assert "<script>alert" not in page
     small = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
     assert "&quot;xs&quot;" in small and "<details" not in small.split("input")[1].split("</pre>")[0]
+
+
+def test_a_step_page_links_to_its_task_in_flower(admin_client, wf, settings):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    step = StepRun.objects.get(run=run, step_id="a")
+    url = reverse("admin:executions_steprun_change", args=[step.pk])
+    settings.CHORDFLOW_FLOWER_URL = "http://flower.example:5555/"
+    assert f'href="http://flower.example:5555/task/{step.task_id}"' in admin_client.get(url).content.decode()
+    settings.CHORDFLOW_FLOWER_URL = ""
+    page = admin_client.get(url).content.decode()
+    assert step.task_id in page and "/task/" not in page
