@@ -285,3 +285,17 @@ def test_a_step_page_links_to_its_task_in_flower(admin_client, wf, settings):
     settings.CHORDFLOW_FLOWER_URL = ""
     page = admin_client.get(url).content.decode()
     assert step.task_id in page and "/task/" not in page
+
+
+def test_the_start_form_shows_the_schema_and_is_prefilled_with_the_example_input(admin_client):
+    definition = steps(
+        {"id": "a", "action": "echo"},
+        input_schema={"type": "object", "required": ["xs"], "properties": {"xs": {"description": "<b>numbers</b>"}}},
+        example_input={"xs": [1, 2, 3]},
+    )
+    start = reverse("admin:workflows_workflow_start", args=[workflow(definition, slug="ex").pk])
+    page = admin_client.get(start).content.decode()
+    assert "&lt;b&gt;numbers&lt;/b&gt;" in page and "<b>numbers" not in page  # the schema, escaped
+    assert "{\n  &quot;xs&quot;: [\n    1," in page  # the form's initial input
+    admin_client.post(start, {"input": '{"xs": [1, 2, 3]}'})
+    assert Run.objects.get().input == {"xs": [1, 2, 3]}
