@@ -453,4 +453,4 @@ class StepRunAdmin(ReadOnlyAdmin):
         return pretty(obj.output)
 
 
-from executions import admin_schedules, admin_workflows  # noqa: E402, F401  (register their admins)
+from executions import admin_beat, admin_schedules, admin_workflows  # noqa: E402, F401  (register their admins)

@@ -105,6 +105,13 @@ class WorkflowAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return workflow_list()
 
+    def get_readonly_fields(self, request, obj=None):
+        """Adding: only what one fills in (the name and description come from the definition)."""
+        return super().get_readonly_fields(request, obj) if obj is not None else []
+
+    def get_inlines(self, request, obj):
+        return super().get_inlines(request, obj) if obj is not None else []
+
     @admin.display(description="version")
     def current_version(self, obj: Workflow):
         versions = getattr(obj, "current_versions", None)
