@@ -142,7 +142,9 @@ class ApprovalAdmin(admin.ModelAdmin):
     @admin.display(description="question")
     def question(self, obj):
         text = obj.message if len(obj.message) <= QUESTION_SHOWN else obj.message[:QUESTION_SHOWN] + " …"
-        return format_html('<span style="white-space: pre-wrap">{}</span>', text)
+        return format_html(
+            '<span style="white-space: pre-wrap; display: inline-block; min-width: 16em">{}</span>', text
+        )
 
     def get_urls(self):
         decide = self.admin_site.admin_view(self.decide_view)
