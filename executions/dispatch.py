@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from config.celery_app import app
-from executions.selectors import run_facts
+from executions.selectors import step_label
 from workflows.spec import StepSpec
 
 logger = logging.getLogger(__name__)
@@ -50,17 +50,6 @@ def step_signature(
         time_limit=step.timeout + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE,
         argsrepr=step_label(run_id=run_id, step_id=step.id, branch=branch, attempt=attempt),
     )
-
-
-def step_label(*, run_id: Any, step_id: str, branch: int | None, attempt: int) -> str:
-    """What a step task is, in words. The workflow's slug is cached per process with the run's facts."""
-    words = [f"step {step_id}"]
-    if run_id is not None:
-        words.insert(0, f"{run_facts(str(run_id)).workflow} run {str(run_id)[:8]}")
-    if branch is not None:
-        words.append(f"branch {branch}")
-    words.append(f"attempt {attempt}")
-    return " ".join(words)
 
 
 @dataclass
