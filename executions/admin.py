@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Max, Min, Q, QuerySet
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -41,6 +41,7 @@ CANCEL_PERMISSION = "executions.cancel_run"
 RETRY_PERMISSION = "executions.retry_run"
 RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
 HEX_DIGITS = re.compile(r"[0-9a-f]+")
+CANCEL_SHOWN = 50  # runs listed by name on the cancel confirmation page
 
 
 def colored(status: str):
@@ -330,14 +331,20 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel the selected runs")
     def cancel_runs(self, request, queryset):
-        """Asks first, as deleting does: cancelling revokes tasks and cannot be undone (only retried)."""
-        if request.POST.get("post") != "yes":
+        """Asks first, on a page of its own (as Django's delete does); cancels once that page is posted.
+
+        The run page's button comes here too, with `next` to go back to it."""
+        if request.POST.get("post") != "yes" and request.user.has_perm(CANCEL_PERMISSION):
             context = {
                 **self.admin_site.each_context(request),
+                "title": "Cancel runs: are you sure?",
                 "opts": self.model._meta,
-                "title": f"Cancel {len(queryset)} run{'s' if len(queryset) != 1 else ''}?",
-                "runs": queryset,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "count": queryset.count(),
+                "shown": Run.objects.filter(pk__in=queryset.values("pk")).select_related("workflow")[:CANCEL_SHOWN],
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across") == "1",
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "grace": settings.CHORDFLOW_CANCEL_GRACE,
                 "next": request.POST.get("next", ""),
             }
             return TemplateResponse(request, "admin/executions/run/cancel_confirmation.html", context)

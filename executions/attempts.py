@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from executions import events, transitions
+from executions import cancellation, events, transitions
 from executions.advance import advance_locked
 from executions.branches import branch_failed, branch_finished
 from executions.models import StepRun
@@ -69,6 +69,7 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
         attempt=attempt,
         branch_index=row.branch_index,
         item=row.item,
+        cancel_probe=cancellation.AttemptProbe(run_id=row.run_id, step_run_id=row.pk, attempt=attempt),
     )
     revealed: dict[str, str] = {}  # secret name -> value, redacted from whatever the attempt leaves
     try:

@@ -129,7 +129,7 @@ def queue_depth(queue: str) -> int | None:
 
 
 def revoke_on_commit(task_ids: list[str]) -> None:
-    """Revoke tasks after commit: queued ones will not run; running ones finish and change nothing."""
+    """Revoke tasks after commit: queued ones will not run (running ones: executions.cancellation)."""
     if not task_ids:
         return
 

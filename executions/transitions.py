@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from executions import events, sql
+from executions import cancellation, events, sql
 from executions.dispatch import new_task_id, revoke_on_commit
 from executions.models import Run, StepRun
 from executions.states import RUN_FINISH, STEP_IN_FLIGHT, RunStatus, StepMove, Transition
@@ -99,7 +99,11 @@ def step_fan_out(
 
 
 def steps_cancel(rows: QuerySet, *, run_id: Any, reason: str) -> None:
-    """CANCEL every unfinished row among `rows`, revoke their tasks after commit; an event per top-level step."""
+    """CANCEL every unfinished row among `rows`; an event per top-level step.
+
+    After commit their tasks are revoked, and those still running are terminated unless they stop
+    within CHORDFLOW_CANCEL_GRACE seconds (executions.cancellation).
+    """
     unfinished = rows.filter(status__in=StepMove.CANCEL.sources)
     task_ids = list(unfinished.filter(status__in=STEP_IN_FLIGHT).exclude(task_id="").values_list("task_id", flat=True))
     top_level = list(unfinished.filter(branch_index__isnull=True).values_list("step_id", flat=True))
@@ -107,6 +111,7 @@ def steps_cancel(rows: QuerySet, *, run_id: Any, reason: str) -> None:
     for step_id in top_level:
         events.record(run_id, StepMove.CANCEL.event, step=step_id, status=StepMove.CANCEL.target, message=reason)
     revoke_on_commit(task_ids)
+    cancellation.stop_on_commit(run_id=run_id, task_ids=task_ids)
 
 
 def steps_reset(rows: QuerySet) -> int:

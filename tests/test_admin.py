@@ -105,15 +105,31 @@ def test_start_cancel_and_retry_from_the_admin(admin_client, wf):
     assert started.status_code == 302 and started.url == reverse("admin:executions_run_change", args=[run.pk])
 
     changelist = reverse("admin:executions_run_changelist")
-    admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk], "post": "yes"})
+    cancel = {"action": "cancel_runs", "_selected_action": [run.pk], "post": "yes"}
+    admin_client.post(changelist, cancel)
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
-    again = {"action": "cancel_runs", "_selected_action": [run.pk], "post": "yes"}
-    response = admin_client.post(changelist, again, follow=True)
+    response = admin_client.post(changelist, cancel, follow=True)
     assert "only pending, running or waiting runs can be cancelled" in response.content.decode()
     admin_client.post(changelist, {"action": "retry_runs", "_selected_action": [run.pk]})
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
+
+
+def test_cancelling_from_the_admin_asks_for_confirmation_first(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    changelist = reverse("admin:executions_run_changelist")
+    asked = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk]})
+    page = asked.content.decode()
+    assert asked.status_code == 200 and "Cancel 1 run?" in page and str(run.pk) in page
+    assert 'name="post" value="yes"' in page and f'name="_selected_action" value="{run.pk}"' in page
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING  # nothing happens until the page is confirmed
+
+    confirmed = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk], "post": "yes"})
+    assert confirmed.status_code == 302
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
 
 
 def test_status_cannot_be_edited_by_hand(admin_client, wf):
@@ -168,17 +184,6 @@ def test_searching_runs_by_the_short_id_the_list_shows(admin_client, wf):
         assert f">{str(run.pk)[:8]}<" in page, term
         assert f">{str(other.pk)[:8]}<" not in page, term
     assert ">0 runs<" in admin_client.get(changelist, {"q": "zz-not-hex"}).content.decode().replace("\n", "")
-
-
-def test_cancelling_from_the_list_asks_for_confirmation_first(admin_client, wf):
-    run, _ = run_start(workflow=wf, input={"xs": [1]})
-    changelist = reverse("admin:executions_run_changelist")
-    asked = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk]})
-    page = asked.content.decode()
-    assert asked.status_code == 200 and "Cancel 1 run?" in page and 'name="post" value="yes"' in page
-    assert f"adm run {run.pk}" in page
-    run.refresh_from_db()
-    assert run.status == RunStatus.RUNNING
 
 
 def test_the_run_page_cancels_after_confirmation_and_retries(admin_client, wf):

@@ -2,14 +2,15 @@
 
 An action is called as `fn(params, context)` with the step's resolved params and an ActionContext,
 and returns a JSON-serializable output. It may raise RetryableError (retried under the step's
-policy), PermanentError (fails at once); any other exception is treated as retryable.
+policy), PermanentError (fails at once); any other exception is treated as retryable. A long action
+asks `context.cancelled()` now and then, and stops (raising AttemptCancelled) once it is true.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from workflows.exceptions import UnknownActionError
@@ -29,6 +30,16 @@ class ActionContext:
     attempt: int
     branch_index: int | None = None
     item: Any = None
+    # Set by the engine for each attempt (executions.cancellation.AttemptProbe); None outside a worker.
+    cancel_probe: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+
+    def cancelled(self) -> bool:
+        """True once the step (or branch) was cancelled while this attempt runs: stop, the output is ignored.
+
+        Cheap enough for a loop: it looks up at most twice a second and repeats its answer in between.
+        An action that does not stop is terminated CHORDFLOW_CANCEL_GRACE seconds after the cancel.
+        """
+        return self.cancel_probe is not None and self.cancel_probe()
 
     @property
     def idempotency_key(self) -> str:

@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from workflows import netguard
 from workflows.actions import ActionContext, action
-from workflows.exceptions import PermanentError, RetryableError
+from workflows.exceptions import AttemptCancelled, PermanentError, RetryableError
 
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 HTTP_DEFAULT_TIMEOUT = 30.0
@@ -33,6 +33,8 @@ HTTP_CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 HTTP_USER_AGENT = "Chordflow"
 HTTP_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HTTP_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# `sleep` naps this long between asking whether its step was cancelled.
+SLEEP_SLICE_SECONDS = 0.25
 
 
 @action("echo")
@@ -43,10 +45,15 @@ def echo(params: Any, context: ActionContext) -> Any:
 
 @action("sleep")
 def sleep(params: Any, context: ActionContext) -> dict:
+    """Sleeps in short naps and stops as soon as its step is cancelled, freeing the worker."""
     seconds = params.get("seconds") if isinstance(params, dict) else None
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         raise PermanentError(f"sleep needs params.seconds, a number >= 0 (got {seconds!r})")
-    time.sleep(seconds)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if context.cancelled():
+            raise AttemptCancelled(f"sleep: cancelled with {left:.1f}s of {seconds:g}s left")
+        time.sleep(min(left, SLEEP_SLICE_SECONDS))
     return {"slept": seconds}
 
 
@@ -212,10 +219,11 @@ def _redirected(request: HttpRequest, status: int, location: str) -> HttpRequest
     return replace(request, method=method, url=url, body=body, headers=headers)
 
 
-def _http_exchange(request: HttpRequest, *, timeout: float) -> tuple[HttpRequest, HttpResponse]:
+def _http_exchange(request: HttpRequest, *, timeout: float, context: ActionContext) -> tuple[HttpRequest, HttpResponse]:
     """Send `request`, following redirects ourselves so that every hop's address is checked.
 
-    Returns the last hop's request (for error messages) and its response.
+    Returns the last hop's request (for error messages) and its response. Before each hop it stops if
+    the step was cancelled; a hop itself is bounded by `timeout` (and the cancel grace).
     """
     try:
         policy = netguard.policy_from_settings()
@@ -223,6 +231,8 @@ def _http_exchange(request: HttpRequest, *, timeout: float) -> tuple[HttpRequest
         raise PermanentError(f"http: {exc}") from None
     limit = settings.CHORDFLOW_HTTP_MAX_REDIRECTS
     for _ in range(limit + 1):
+        if context.cancelled():
+            raise AttemptCancelled(f"{request.shown}: cancelled")
         response = _http_send(request, timeout=timeout, policy=policy)
         location = response.headers.get("Location")
         if response.status not in HTTP_REDIRECTS or not location:
@@ -246,7 +256,7 @@ def http(params: Any, context: ActionContext) -> dict:
         timeout = math.nan
     if isinstance(raw_timeout, bool) or not 0 < timeout < math.inf:
         raise PermanentError(f"http: timeout must be a number of seconds > 0 (got {raw_timeout!r})")
-    request, response = _http_exchange(request, timeout=timeout)
+    request, response = _http_exchange(request, timeout=timeout, context=context)
     if not 200 <= response.status < 300:
         detail = response.body[:HTTP_ERROR_DETAIL_CHARS].decode(errors="replace")
         message = f"{request.shown} answered {response.status} {response.reason}: {detail}"

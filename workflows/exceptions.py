@@ -60,6 +60,10 @@ class PermanentError(ActionError):
     """A failure that another attempt cannot fix: the step fails at once, without retry."""
 
 
+class AttemptCancelled(PermanentError):
+    """The action stopped because its step was cancelled (context.cancelled()); nothing is recorded."""
+
+
 class UnknownActionError(PermanentError):
     """The step names an action that no module registered."""
 

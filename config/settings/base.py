@@ -196,6 +196,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 WORKFLOWS_ACTION_MODULES = env_list("WORKFLOWS_ACTION_MODULES")
 # A step's hard time limit is its timeout plus this; the soft limit (the timeout) stops it first.
 CHORDFLOW_HARD_TIME_LIMIT_GRACE = env_int("CHORDFLOW_HARD_TIME_LIMIT_GRACE", 5)
+# A cancelled step's attempt that is still running this many seconds after the cancel (its action
+# did not stop when context.cancelled() turned true) has its pool process terminated, freeing it.
+CHORDFLOW_CANCEL_GRACE = env_int("CHORDFLOW_CANCEL_GRACE", 5)
 # The sweep (beat, every CHORDFLOW_SWEEP_INTERVAL s) re-publishes a step queued longer than
 # CHORDFLOW_REQUEUE_AFTER s while its queue is empty, fails an attempt running past its timeout plus
 # CHORDFLOW_TIMEOUT_GRACE s, and advances a run with nothing in flight for CHORDFLOW_STALL_AFTER s.

@@ -11,6 +11,8 @@ WORKFLOWS_ACTION_MODULES = ["tests.support.actions"]
 CHORDFLOW_REQUEUE_AFTER = 2
 CHORDFLOW_TIMEOUT_GRACE = 1
 CHORDFLOW_STALL_AFTER = 1
+# A cancelled attempt that ignores the cancel is terminated after this (tests/executions/test_cancel.py).
+CHORDFLOW_CANCEL_GRACE = 3
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # The http action's tests and examples talk to a scripted server on 127.0.0.1; the rest of loopback

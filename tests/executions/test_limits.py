@@ -5,6 +5,8 @@ this process, on the real database and broker).
 """
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from executions import attempts
 from executions.models import Run, RunEvent, StepRun
@@ -81,19 +83,24 @@ def test_a_for_each_wider_than_the_limit_fails_its_step_with_the_setting_named(s
     assert not StepRun.objects.filter(run=run, branch_index__isnull=False).exists()
 
 
+def step_run_inserts(call) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        call()
+    return sum('INSERT INTO "executions_steprun"' in query["sql"] for query in queries)
+
+
 def test_a_start_that_fans_out_wide_returns_at_once_and_a_worker_writes_the_branches(settings):
     settings.CHORDFLOW_START_INLINE_BRANCHES = 2
     wf = workflow(steps({"id": "m", "action": "echo", "for_each": "{{ input.xs }}"}, defaults={"queue": NOWHERE}))
-    run, _ = run_start(workflow=wf, input={"xs": [1, 2, 3]})
-    assert run.status == RunStatus.RUNNING
-    assert step_row(run, "m").status == StepStatus.PENDING  # nothing fanned out inside the start
-    assert not StepRun.objects.filter(run=run, branch_index__isnull=False).exists()
-    run_advance(run_id=run.pk)  # what the run_advance task sent on commit does on a worker
+    started = []
+    # the start writes the run's own step rows and no branch: those are a worker's (run_advance on commit)
+    assert step_run_inserts(lambda: started.append(run_start(workflow=wf, input={"xs": [1, 2, 3]})[0])) == 1
+    run = started[0]
+    run_advance(run_id=run.pk)  # what the task does on a worker; a no-op if a worker already did it
     assert step_row(run, "m").status == StepStatus.RUNNING
     assert StepRun.objects.filter(run=run, branch_index__isnull=False).count() == 3
-
-    narrow, _ = run_start(workflow=wf, input={"xs": [1, 2]})
-    assert step_row(narrow, "m").status == StepStatus.RUNNING  # within the bound: fanned out at once
+    # within the bound, the start fans out itself: its step rows, then its branches
+    assert step_run_inserts(lambda: run_start(workflow=wf, input={"xs": [1, 2]})) == 2
 
 
 def test_the_start_plan_sees_the_runs_own_id():

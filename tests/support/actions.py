@@ -86,3 +86,36 @@ def leak(params, context):
     if params.get("fail"):
         raise RuntimeError(f"could not call with {params}")
     return params
+
+
+def started_key(run_id: str, step_id: str) -> str:
+    return f"test:started:{run_id}:{step_id}"
+
+
+def answers_key(run_id: str, step_id: str) -> str:
+    return f"test:cancelled-answers:{run_id}:{step_id}"
+
+
+@action("test.ignore_cancel")
+def ignore_cancel(params, context):
+    """Counts its start, naps for `seconds` without ever asking context.cancelled(), then counts an execution."""
+    counter().incr(started_key(context.run_id, context.step_id))
+    deadline = time.monotonic() + params["seconds"]
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+    counter().incr(executions_key(context.run_id, context.step_id))
+    return {"slept": params["seconds"]}
+
+
+@action("test.until_cancelled")
+def until_cancelled(params, context):
+    """Asks context.cancelled() until it is true (for at most `seconds`); pushes its first and last answers."""
+    key = answers_key(context.run_id, context.step_id)
+    counter().rpush(key, int(context.cancelled()))
+    deadline = time.monotonic() + params["seconds"]
+    while time.monotonic() < deadline:
+        if context.cancelled():
+            counter().rpush(key, 1)
+            return {"cancelled": True}
+        time.sleep(0.05)
+    return {"cancelled": False}
