@@ -11,19 +11,52 @@ from django.utils.html import format_html
 from approvals import selectors, services
 from approvals.exceptions import ApprovalError
 from approvals.models import Approval, ApprovalKind, ApprovalStatus, Decision
+from executions.models import StepRun
+from workflows.admin import pretty
+from workflows.services import version_spec
 
 
 class MineFilter(admin.SimpleListFilter):
+    """Assigned to me by default (what an approver opens the list for); `?mine=all` for anyone's."""
+
     title = "assigned"
     parameter_name = "mine"
 
     def lookups(self, request, model_admin):
-        return [("1", "to me")]
+        return [("1", "to me"), ("all", "to anyone")]
+
+    def choices(self, changelist):
+        mine = self.value() in (None, "1")
+        for value, label in self.lookup_choices:
+            selected = mine if value == "1" else self.value() == value
+            query = changelist.get_query_string({self.parameter_name: value})
+            yield {"selected": selected, "query_string": query, "display": label}
 
     def queryset(self, request, queryset):
-        if self.value() == "1":
-            return queryset.filter(pk__in=Approval.objects.filter(selectors.assigned_to(request.user)).values("pk"))
-        return queryset
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(pk__in=Approval.objects.filter(selectors.assigned_to(request.user)).values("pk"))
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Pending by default: settled approvals are the audit record, looked up on purpose (`?status=all`)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [*ApprovalStatus.choices, ("all", "all")]
+
+    def choices(self, changelist):
+        for value, label in self.lookup_choices:
+            current = self.value() or ApprovalStatus.PENDING
+            query = changelist.get_query_string({self.parameter_name: value})
+            yield {"selected": current == value, "query_string": query, "display": label}
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(status=self.value() or ApprovalStatus.PENDING)
 
 
 class DecisionInline(admin.TabularInline):
@@ -41,14 +74,19 @@ class DecisionInline(admin.TabularInline):
         return False
 
 
+QUESTION_SHOWN = 300  # characters of the message in the list; the decide page shows it in full
+
+
 class DecideForm(forms.Form):
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), required=False)
 
 
 @admin.register(Approval)
 class ApprovalAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "workflow", "step_id", "run_link", "created_at", "deadline", "decide_link"]
-    list_filter = [MineFilter, "status", "kind"]
+    list_display = [
+        "id", "decide_link", "question", "workflow", "step_id", "run_link", "kind", "status", "created_at", "deadline",
+    ]  # fmt: skip
+    list_filter = [MineFilter, StatusFilter, "kind"]
     list_select_related = ["run__workflow"]
     search_fields = ["step_id"]
     inlines = [DecisionInline]
@@ -98,7 +136,15 @@ class ApprovalAdmin(admin.ModelAdmin):
     def decide_link(self, obj):
         if obj.status != ApprovalStatus.PENDING:
             return ""
-        return format_html('<a href="{}">Decide</a>', reverse("admin:approvals_approval_decide", args=[obj.pk]))
+        url = reverse("admin:approvals_approval_decide", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Decide</a>', url)
+
+    @admin.display(description="question")
+    def question(self, obj):
+        text = obj.message if len(obj.message) <= QUESTION_SHOWN else obj.message[:QUESTION_SHOWN] + " …"
+        return format_html(
+            '<span style="white-space: pre-wrap; display: inline-block; min-width: 16em">{}</span>', text
+        )
 
     def get_urls(self):
         decide = self.admin_site.admin_view(self.decide_view)
@@ -125,6 +171,7 @@ class ApprovalAdmin(admin.ModelAdmin):
             "refusal": selectors.decision_refusal(request.user, approval),
             "decisions": approval.decisions.order_by("id"),
             "title": f"Decide: {approval.run.workflow.slug} / {approval.step_id}",
+            **what_led_here(approval),
         }
         return render(request, "admin/approvals/decide.html", context)
 
@@ -158,3 +205,12 @@ class ApprovalAdmin(admin.ModelAdmin):
     @admin.action(description="Reject the selected approvals")
     def reject_selected(self, request, queryset):
         self._decide_selected(request, queryset, "reject")
+
+
+def what_led_here(approval: Approval) -> dict:
+    """The run's input, the step's params and the outputs of the steps it depends on, as HTML."""
+    step = version_spec(approval.run.version).step(approval.step_id)
+    rows = {row.step_id: row for row in StepRun.objects.filter(run_id=approval.run_id, branch_index__isnull=True)}
+    upstream = [(step_id, pretty(rows[step_id].output)) for step_id in step.depends_on if step_id in rows]
+    params = rows[approval.step_id].input if approval.step_id in rows else None
+    return {"run_input": pretty(approval.run.input), "step_params": pretty(params), "upstream": upstream}

@@ -114,7 +114,8 @@ def _decide(approval: Approval, user, decision: str, comment: str) -> None:
         raise ApprovalConflictError(f"you have already decided approval {approval.pk}")
     name = user.get_username() if user is not None else ""
     Decision.objects.create(approval=approval, user=user, username=name, decision=decision, comment=comment)
-    _record(approval, "approval.decided", decision=decision, by=name or None, comment=comment)
+    said = f"{decision} by {name or 'no one'}" + (f": {comment}" if comment else "")
+    _record(approval, "approval.decided", message=said, decision=decision, by=name or None, comment=comment)
 
 
 def _settle(approval: Approval, status: str, outcome: dict) -> None:

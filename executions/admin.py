@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Max, Min, QuerySet
+from django.db.models import Max, Min, Q, QuerySet
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
+from executions.selectors import parse_run_id
 from executions.services import run_cancel, run_retry
-from executions.states import StepStatus
+from executions.states import RUN_UNFINISHED, RunStatus, StepStatus
+from workflows.admin import pretty
 
 COLORS = {
     StepStatus.PENDING: "#888",
@@ -33,6 +37,10 @@ COLORS = {
     StepStatus.CANCELLED: "#555",
 }
 EVENTS_SHOWN = 200
+CANCEL_PERMISSION = "executions.cancel_run"
+RETRY_PERMISSION = "executions.retry_run"
+RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
+HEX_DIGITS = re.compile(r"[0-9a-f]+")
 CANCEL_SHOWN = 50  # runs listed by name on the cancel confirmation page
 
 
@@ -40,8 +48,12 @@ def colored(status: str):
     return format_html('<b style="color: {}">{}</b>', COLORS.get(status, "#000"), status)
 
 
-def pretty(value):
-    return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", json.dumps(value, indent=2))
+def id_prefix_range(term: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The lowest and highest UUID starting with `term` (hex digits, dashes ignored), or None."""
+    digits = term.replace("-", "").lower()
+    if not digits or len(digits) > 32 or not HEX_DIGITS.fullmatch(digits):
+        return None
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
 
 
 class IndexedDateRangeQuerySet(QuerySet):
@@ -87,26 +99,47 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def precise(moment) -> str:
+    """A time to the millisecond, in the current time zone: steps last milliseconds."""
+    if moment is None:
+        return "-"
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def seconds_between(start, end) -> str:
+    if start is None or end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.3f} s"
+
+
 class StepInline(admin.TabularInline):
     model = StepRun
     verbose_name_plural = "steps"
     fields = [
-        "step_id",
+        "step_link",
         "status_colored",
         "attempts",
         "branches",
         "error_type",
-        "queued_at",
-        "started_at",
-        "finished_at",
+        "queued",
+        "started",
+        "finished",
+        "duration",
+        "output_preview",
     ]
     readonly_fields = fields
     extra = 0
     can_delete = False
-    show_change_link = True
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(branch_index__isnull=True).order_by("id")
+
+    @admin.display(description="step")
+    def step_link(self, obj):
+        """The step's page holds its input, output and error in full."""
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:executions_steprun_change", args=[obj.pk]), obj.step_id
+        )
 
     @admin.display(description="status")
     def status_colored(self, obj):
@@ -114,7 +147,34 @@ class StepInline(admin.TabularInline):
 
     @admin.display(description="branches")
     def branches(self, obj):
-        return "-" if obj.branch_count is None else f"{obj.branches_done}/{obj.branch_count} done"
+        if obj.branch_count is None:
+            return "-"
+        url = (
+            reverse("admin:executions_steprun_changelist")
+            + "?"
+            + urlencode({"run": obj.run_id, "step_id": obj.step_id})
+        )
+        return format_html('<a href="{}">{}/{} done</a>', url, obj.branches_done, obj.branch_count)
+
+    @admin.display(description="queued")
+    def queued(self, obj):
+        return precise(obj.queued_at)
+
+    @admin.display(description="started")
+    def started(self, obj):
+        return precise(obj.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, obj):
+        return precise(obj.finished_at)
+
+    @admin.display(description="duration")
+    def duration(self, obj):
+        return seconds_between(obj.started_at, obj.finished_at)
+
+    @admin.display(description="output")
+    def output_preview(self, obj):
+        return pretty(obj.output) if obj.output is not None else "-"
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -135,24 +195,34 @@ class RunAdmin(ReadOnlyAdmin):
     inlines = [StepInline]
     fields = [
         "id", "workflow", "version_number", "status_colored", "started_by", "idempotency_key", "schedule",
-        "nominal_time", "created_at", "started_at", "finished_at", "duration", "input_pretty", "output_pretty",
+        "nominal_time", "created", "started", "finished", "duration", "input_pretty", "output_pretty",
         "error_pretty", "events",
     ]  # fmt: skip
     readonly_fields = fields
 
     def get_queryset(self, request):
-        runs = super().get_queryset(request).defer("input", "output", "version__definition")
+        runs = (
+            super()
+            .get_queryset(request)
+            .select_related("workflow", "version")
+            .defer("input", "output", "version__definition")
+        )
         return IndexedDateRangeQuerySet(model=Run, query=runs.query, using=runs.db)
 
     def get_search_results(self, request, queryset, search_term):
-        """A run id (or idempotency key) is matched exactly: no LIKE scan over a large table."""
+        """A run id, or its first characters (the 8 the list shows), or an idempotency key.
+
+        A prefix is a range of UUIDs (prefix padded with 0s to prefix padded with fs), which both
+        SQLite (hex text) and PostgreSQL (uuid) answer from the primary key's index: no LIKE scan.
+        """
         term = search_term.strip()
         if not term:
             return queryset, False
-        try:
-            return queryset.filter(pk=uuid.UUID(term)), False
-        except ValueError:
-            return queryset.filter(idempotency_key=term), False
+        matches = Q(idempotency_key=term)
+        prefix = id_prefix_range(term)
+        if prefix is not None:
+            matches |= Q(pk__gte=prefix[0], pk__lte=prefix[1])
+        return queryset.filter(matches), False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
@@ -171,9 +241,34 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="duration")
     def duration(self, obj):
-        if obj.started_at is None or obj.finished_at is None:
-            return "-"
-        return f"{(obj.finished_at - obj.started_at).total_seconds():.3f} s"
+        return seconds_between(obj.started_at, obj.finished_at)
+
+    @admin.display(description="created at")
+    def created(self, obj):
+        return precise(obj.created_at)
+
+    @admin.display(description="started at")
+    def started(self, obj):
+        return precise(obj.started_at)
+
+    @admin.display(description="finished at")
+    def finished(self, obj):
+        return precise(obj.finished_at)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The run page's buttons: the list's actions for this one run, posted with a CSRF token.
+
+        Cancel goes through the same confirmation page as on the list; both come back here.
+        """
+        run = self.get_object(request, object_id)
+        buttons = []
+        if run is not None:
+            if run.status in RUN_UNFINISHED and request.user.has_perm(CANCEL_PERMISSION):
+                buttons.append(("cancel_runs", "Cancel this run…"))
+            if run.status in RETRYABLE and request.user.has_perm(RETRY_PERMISSION):
+                buttons.append(("retry_runs", "Retry this run"))
+        context = {**(extra_context or {}), "run_buttons": buttons}
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
     @admin.display(description="input")
     def input_pretty(self, obj):
@@ -187,14 +282,21 @@ class RunAdmin(ReadOnlyAdmin):
     def error_pretty(self, obj):
         return pretty(obj.error) if obj.error else "-"
 
-    @admin.display(description=f"events (the first {EVENTS_SHOWN})")
+    @admin.display(description="events")
     def events(self, obj):
-        rows = RunEvent.objects.filter(run=obj).order_by("id")[:EVENTS_SHOWN]
-        return html_table(
+        """The latest events, oldest first: how the run ended is what one looks for; all are a link away."""
+        total = RunEvent.objects.filter(run=obj).count()
+        rows = reversed(RunEvent.objects.filter(run=obj).order_by("-id")[:EVENTS_SHOWN])
+        every = reverse("admin:executions_runevent_changelist") + "?" + urlencode({"run": obj.pk})
+        if total > EVENTS_SHOWN:
+            heading = format_html('the latest {} of {}: <a href="{}">all events</a>', EVENTS_SHOWN, total, every)
+        else:
+            heading = format_html('{} events (<a href="{}">as a list</a>)', total, every)
+        table = html_table(
             ["at", "event", "step", "branch", "message"],
             (
                 (
-                    e.created_at.strftime("%H:%M:%S.%f")[:-3],
+                    precise(e.created_at)[11:],
                     e.kind,
                     e.step_id,
                     "" if e.branch_index is None else e.branch_index,
@@ -203,11 +305,12 @@ class RunAdmin(ReadOnlyAdmin):
                 for e in rows
             ),
         )
+        return format_html("<p>{}</p>{}", heading, table)
 
-    def _act(self, request, queryset, service, verb: str, permission: str) -> None:
+    def _act(self, request, queryset, service, verb: str, permission: str):
         if not request.user.has_perm(permission):
             self.message_user(request, f"You need the permission {permission}.", messages.ERROR)
-            return
+            return self._back(request)
         done = 0
         for run_id in queryset.values_list("pk", flat=True):
             try:
@@ -217,11 +320,21 @@ class RunAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"Run {run_id}: {exc}", messages.WARNING)
         if done:
             self.message_user(request, f"{done} run(s) {verb}.", messages.SUCCESS)
+        return self._back(request)
+
+    def _back(self, request):
+        """Back to the page the button was on (a run's page), or to the list."""
+        target = request.POST.get("next", "")
+        if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+            return HttpResponseRedirect(target)
+        return None
 
     @admin.action(description="Cancel the selected runs")
     def cancel_runs(self, request, queryset):
-        """Asks first, on a page of its own (as Django's delete does); cancels once that page is posted."""
-        if request.POST.get("post") != "yes" and request.user.has_perm("executions.cancel_run"):
+        """Asks first, on a page of its own (as Django's delete does); cancels once that page is posted.
+
+        The run page's button comes here too, with `next` to go back to it."""
+        if request.POST.get("post") != "yes" and request.user.has_perm(CANCEL_PERMISSION):
             context = {
                 **self.admin_site.each_context(request),
                 "title": "Cancel runs: are you sure?",
@@ -232,13 +345,58 @@ class RunAdmin(ReadOnlyAdmin):
                 "select_across": request.POST.get("select_across") == "1",
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
                 "grace": settings.CHORDFLOW_CANCEL_GRACE,
+                "next": request.POST.get("next", ""),
             }
             return TemplateResponse(request, "admin/executions/run/cancel_confirmation.html", context)
-        self._act(request, queryset, run_cancel, "cancelled", "executions.cancel_run")
+        return self._act(request, queryset, run_cancel, "cancelled", CANCEL_PERMISSION)
 
     @admin.action(description="Retry the selected runs (failed or cancelled)")
     def retry_runs(self, request, queryset):
-        self._act(request, queryset, run_retry, "retried", "executions.retry_run")
+        return self._act(request, queryset, run_retry, "retried", RETRY_PERMISSION)
+
+
+class RunFilter(admin.SimpleListFilter):
+    """Rows of one run (`?run=<uuid>`): the link from a run's page; not a list of every run."""
+
+    title = "run"
+    parameter_name = "run"
+
+    def lookups(self, request, model_admin):
+        run_id = parse_run_id(self.value() or "")
+        return [(self.value(), str(run_id)[:8])] if run_id else []
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        run_id = parse_run_id(self.value())
+        return queryset.filter(run_id=run_id) if run_id else queryset.none()
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "run_link", "kind", "step_id", "branch_index", "message"]
+    list_filter = [RunFilter, "kind"]
+    show_full_result_count = False
+    list_per_page = 500
+    ordering = ["id"]
+    fields = ["run", "at", "kind", "step_id", "branch_index", "message", "data_pretty"]
+    readonly_fields = fields
+
+    def has_module_permission(self, request) -> bool:
+        return False  # reached from a run's page, not from the index
+
+    @admin.display(description="at", ordering="id")
+    def at(self, obj):
+        return precise(obj.created_at)
+
+    @admin.display(description="run")
+    def run_link(self, obj):
+        url = reverse("admin:executions_run_change", args=[obj.run_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.run_id)[:8])
+
+    @admin.display(description="data")
+    def data_pretty(self, obj):
+        return pretty(obj.data)
 
 
 @admin.register(StepRun)
@@ -254,12 +412,12 @@ class StepRunAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
-    list_filter = ["status", "step_id", "run__workflow"]
+    list_filter = [RunFilter, "status", "step_id", "run__workflow"]
     list_select_related = ["run__workflow"]
     search_fields = ["step_id"]
     show_full_result_count = False
     fields = [
-        "run", "step_id", "branch_index", "status", "attempts", "task_id", "queued_at", "started_at", "finished_at",
+        "run", "step_id", "branch_index", "status", "attempts", "task", "queued_at", "started_at", "finished_at",
         "next_retry_at", "input_pretty", "item_pretty", "output_pretty", "error_type", "error_message",
         "error_traceback",
     ]  # fmt: skip
@@ -272,6 +430,14 @@ class StepRunAdmin(ReadOnlyAdmin):
     def run_link(self, obj):
         url = reverse("admin:executions_run_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.run_id)[:8])
+
+    @admin.display(description="Celery task")
+    def task(self, obj):
+        """The task's id, linked to Flower's page for it when CHORDFLOW_FLOWER_URL is set."""
+        flower = settings.CHORDFLOW_FLOWER_URL.rstrip("/")
+        if not obj.task_id or not flower:
+            return obj.task_id or "-"
+        return format_html('<a href="{}/task/{}">{}</a> (in Flower)', flower, obj.task_id, obj.task_id)
 
     @admin.display(description="workflow")
     def workflow(self, obj):
@@ -294,4 +460,4 @@ class StepRunAdmin(ReadOnlyAdmin):
         return pretty(obj.output)
 
 
-from executions import admin_schedules, admin_workflows  # noqa: E402, F401  (register their admins)
+from executions import admin_beat, admin_schedules, admin_workflows  # noqa: E402, F401  (register their admins)

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from executions.exceptions import RunNotAllowedError
 from executions.models import Schedule
 from executions.services import run_start
-from workflows.admin import WorkflowAdmin, problems_error
+from workflows.admin import WorkflowAdmin, pretty, problems_error
 from workflows.exceptions import InputValidationError
 from workflows.models import Workflow
 
@@ -74,7 +74,12 @@ class WorkflowRunsAdmin(WorkflowAdmin):
             self.message_user(request, "You need the permission to add runs.", messages.ERROR)
             return redirect("admin:workflows_workflow_changelist")
         workflow = get_object_or_404(Workflow, pk=pk)
-        form = StartRunForm(request.POST or None)
+        latest = workflow.latest_version()
+        definition = latest.definition if latest else {}
+        initial = {}
+        if "example_input" in definition:
+            initial["input"] = json.dumps(definition["example_input"], indent=2, ensure_ascii=False)
+        form = StartRunForm(request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():
             try:
                 run, created = run_start(
@@ -97,6 +102,8 @@ class WorkflowRunsAdmin(WorkflowAdmin):
             "workflow": workflow,
             "form": form,
             "opts": self.model._meta,
+            "input_schema": pretty(definition["input_schema"]) if "input_schema" in definition else None,
+            "has_example": "example_input" in definition,
         }
         context["title"] = f"Start a run of {workflow.slug}"
         return render(request, "admin/workflows/start_run.html", context)

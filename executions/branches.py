@@ -32,10 +32,10 @@ def fan_out_publish(*, parent_id: int) -> int:
     branches = list(
         StepRun.objects.filter(parent_id=parent_id, status=S.QUEUED, attempts=0)
         .order_by("branch_index")
-        .values_list("pk", "task_id")
+        .values_list("pk", "task_id", "branch_index")
     )
     if branches:
-        publish_chord(parent_id=parent_id, step=step, branches=branches)
+        publish_chord(run_id=parent["run_id"], parent_id=parent_id, step=step, branches=branches)
     return len(branches)
 
 

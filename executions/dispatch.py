@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from config.celery_app import app
+from executions.selectors import step_label
 from workflows.spec import StepSpec
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,11 @@ def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
-def step_signature(*, step_run_id: int, attempt: int, step: StepSpec, task_id: str):
+def step_signature(
+    *, step_run_id: int, attempt: int, step: StepSpec, task_id: str, run_id: Any = None, branch: int | None = None
+):
+    """A step's task. Its arguments are ids; `argsrepr` says what they mean, for Flower and the logs:
+    "shop-orders run 1a2b3c4d step charge branch 3 attempt 1" instead of "(519, 1)"."""
     return app.signature(
         STEP_EXECUTE,
         args=(step_run_id, attempt),
@@ -43,6 +48,7 @@ def step_signature(*, step_run_id: int, attempt: int, step: StepSpec, task_id: s
         queue=step.queue,
         soft_time_limit=step.timeout,
         time_limit=step.timeout + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE,
+        argsrepr=step_label(run_id=run_id, step_id=step.id, branch=branch, attempt=attempt),
     )
 
 
@@ -53,13 +59,16 @@ class DispatchPlan:
     run_id: str
     steps: list = field(default_factory=list)  # signatures of plain steps
     join: bool = False
-    maps: list[tuple[int, StepSpec, list[tuple[int, str]]]] = field(default_factory=list)  # parent, step, branches
+    # parent, step, branches (row id, task id, branch index)
+    maps: list[tuple[int, StepSpec, list[tuple[int, str, int]]]] = field(default_factory=list)
 
     def add_step(self, *, step_run_id: int, attempt: int, step: StepSpec, task_id: str) -> None:
-        self.steps.append(step_signature(step_run_id=step_run_id, attempt=attempt, step=step, task_id=task_id))
+        self.steps.append(
+            step_signature(step_run_id=step_run_id, attempt=attempt, step=step, task_id=task_id, run_id=self.run_id)
+        )
 
-    def add_map(self, parent_id: int, step: StepSpec, branches: list[tuple[int, str]]) -> None:
-        """A fan-out: `branches` are (step run id, task id) pairs, all at attempt 1."""
+    def add_map(self, parent_id: int, step: StepSpec, branches: list[tuple[int, str, int]]) -> None:
+        """A fan-out: `branches` are (step run id, task id, branch index), all at attempt 1."""
         self.maps.append((parent_id, step, branches))
 
     def send_on_commit(self) -> None:
@@ -84,7 +93,7 @@ class DispatchPlan:
                     # the caller (a REST request, say) returns now.
                     app.signature(PUBLISH_FAN_OUT, args=(parent_id,)).apply_async(queue=step.queue, ignore_result=True)
                 else:
-                    publish_chord(parent_id=parent_id, step=step, branches=branches)
+                    publish_chord(run_id=self.run_id, parent_id=parent_id, step=step, branches=branches)
         except Exception:
             logger.exception("could not publish the tasks of run %s; the sweeper will re-dispatch them", self.run_id)
 
@@ -101,9 +110,12 @@ def advance_on_commit(run_id: Any) -> None:
     transaction.on_commit(send)
 
 
-def publish_chord(*, parent_id: int, step: StepSpec, branches: list[tuple[int, str]]) -> None:
+def publish_chord(*, run_id: Any, parent_id: int, step: StepSpec, branches: list[tuple[int, str, int]]) -> None:
     """One chord: a task per branch, and a callback that joins them (idempotently, as the last branch does)."""
-    signatures = [step_signature(step_run_id=pk, attempt=1, step=step, task_id=task_id) for pk, task_id in branches]
+    signatures = [
+        step_signature(step_run_id=pk, attempt=1, step=step, task_id=task_id, run_id=run_id, branch=index)
+        for pk, task_id, index in branches
+    ]
     chord(group(signatures))(app.signature(STEP_JOIN, args=(parent_id,), immutable=True))
 
 

@@ -49,7 +49,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.workflow_id} run {self.id}"
+        return f"{self.workflow.slug} run {self.id}"
 
 
 class StepRun(models.Model):

@@ -33,6 +33,26 @@ def run_facts(run_id: Any) -> RunFacts:
     return RunFacts(version_id=version_id, content_hash=content_hash, workflow=slug)
 
 
+def step_label(*, run_id: Any, step_id: str, branch: int | None, attempt: int) -> str:
+    """What a step task is, in words, for its `argsrepr` (Flower, the worker's log):
+    "shop-orders run 1a2b3c4d step charge branch 3 attempt 1". The slug comes from the cached run facts."""
+    words = [f"step {step_id}"]
+    if run_id is not None:
+        words.insert(0, f"{run_facts(str(run_id)).workflow} run {str(run_id)[:8]}")
+    if branch is not None:
+        words.append(f"branch {branch}")
+    words.append(f"attempt {attempt}")
+    return " ".join(words)
+
+
+def step_run_label(*, step_run_id: int, attempt: int) -> str:
+    """The label of a step run's attempt, read from its row (for a retry, which Celery re-sends without it)."""
+    row = StepRun.objects.filter(pk=step_run_id).values("run_id", "step_id", "branch_index").first()
+    if row is None:
+        return f"step run {step_run_id} attempt {attempt}"
+    return step_label(run_id=row["run_id"], step_id=row["step_id"], branch=row["branch_index"], attempt=attempt)
+
+
 def parse_run_id(raw: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(raw))

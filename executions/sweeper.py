@@ -54,7 +54,9 @@ def _publish(row: StepRun, *, attempt: int, countdown: float | None = None) -> N
     step = _step(row)
     task_id = new_task_id()
     StepRun.objects.filter(pk=row.pk).update(task_id=task_id)
-    signature = step_signature(step_run_id=row.pk, attempt=attempt, step=step, task_id=task_id)
+    signature = step_signature(
+        step_run_id=row.pk, attempt=attempt, step=step, task_id=task_id, run_id=row.run_id, branch=row.branch_index
+    )
     signature.apply_async(countdown=countdown, ignore_result=True)
 
 

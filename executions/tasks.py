@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from executions import advance, attempts, branches, dispatch, schedules, sweeper
+from executions import advance, attempts, branches, dispatch, schedules, selectors, sweeper
 from workflows.definition import MAX_ATTEMPTS_LIMIT
 
 # Failures of our own infrastructure (a locked SQLite file, a dropped PostgreSQL connection) are
@@ -32,7 +32,11 @@ def step_execute(self, step_run_id: int, attempt: int) -> None:
     countdown = attempts.step_execute(step_run_id=step_run_id, attempt=attempt)
     if countdown is not None:
         # Same task id, so a chord waiting on this branch keeps waiting for it.
-        raise self.retry(args=(step_run_id, attempt + 1), countdown=countdown, max_retries=MAX_ATTEMPTS_LIMIT)
+        # Celery re-sends without the first message's argsrepr: label the next attempt again.
+        label = selectors.step_run_label(step_run_id=step_run_id, attempt=attempt + 1)
+        raise self.retry(
+            args=(step_run_id, attempt + 1), countdown=countdown, max_retries=MAX_ATTEMPTS_LIMIT, argsrepr=label
+        )
 
 
 @shared_task(name=dispatch.RUN_ADVANCE, acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)
@@ -53,13 +57,18 @@ def publish_fan_out(parent_id: int) -> int:
     return branches.fan_out_publish(parent_id=parent_id)
 
 
-@shared_task(name=dispatch.SWEEP, ignore_result=True)
+# Beat's housekeeping (the sweep, the schedule tick; approvals.expire too) runs every few seconds and
+# sends no task events (send_events=False): in Flower it would bury the steps. Their results are in
+# the worker's log and, when they repair or fire something, in the runs' events.
+@shared_task(name=dispatch.SWEEP, ignore_result=True, send_events=False)
 def sweep() -> dict:
     """Run by beat: repair lost messages, overdue attempts and stalled runs."""
     return sweeper.sweep()
 
 
-@shared_task(name=dispatch.SCHEDULE_TICK, ignore_result=True, autoretry_for=TRANSIENT_ERRORS, max_retries=0)
+@shared_task(
+    name=dispatch.SCHEDULE_TICK, ignore_result=True, send_events=False, autoretry_for=TRANSIENT_ERRORS, max_retries=0
+)
 def schedule_tick() -> dict:
     """Run by beat every CHORDFLOW_SCHEDULE_TICK seconds: fire the schedules that are due."""
     return schedules.schedule_tick()

@@ -66,10 +66,10 @@ def step_claim(*, step_run_id: int, attempt: int, now: datetime) -> StepRun | No
 
 def step_fan_out(
     *, step_run_id: int, run_id: Any, step: str, items: list, params: list, now: datetime
-) -> list[tuple[int, str]] | None:
+) -> list[tuple[int, str, int]] | None:
     """FAN_OUT a for_each step: a branch row per item, each queued for its first attempt.
 
-    Returns the branches' (row id, task id) to publish after commit; None when the move was refused.
+    Returns the branches' (row id, task id, branch index) to publish after commit; None when the move was refused.
     """
     move, width = StepMove.FAN_OUT, len(items)
     fields = {"branch_count": width, "branches_done": 0, "queued_at": now, "started_at": now}
@@ -95,7 +95,7 @@ def step_fan_out(
         ],
         batch_size=500,
     )
-    return [(branch.pk, branch.task_id) for branch in branches]
+    return [(branch.pk, branch.task_id, branch.branch_index) for branch in branches]
 
 
 def steps_cancel(rows: QuerySet, *, run_id: Any, reason: str) -> None:

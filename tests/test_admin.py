@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from executions.models import Run, StepRun
+from executions.models import Run, RunEvent, StepRun
 from executions.services import run_start
 from executions.states import RunStatus
 from tests.support.runs import steps, workflow
@@ -166,3 +166,142 @@ def test_the_date_hierarchy_lists_days_between_the_first_and_last_run(admin_clie
     day = admin_client.get(changelist + "?created_at__year=2026&created_at__month=3&created_at__day=13")
     assert day.status_code == 200 and str(last.pk)[:8] in day.content.decode()
     assert str(first.pk)[:8] not in day.content.decode()
+
+
+def test_a_run_is_named_by_its_workflow_slug(wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    assert str(run) == f"adm run {run.pk}"
+
+
+def test_searching_runs_by_the_short_id_the_list_shows(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    other, _ = run_start(workflow=wf, input={"xs": [1]})
+    while str(other.pk)[:8] == str(run.pk)[:8]:  # pragma: no cover (1 in 4 billion)
+        other, _ = run_start(workflow=wf, input={"xs": [1]})
+    changelist = reverse("admin:executions_run_changelist")
+    for term in (str(run.pk)[:8], str(run.pk)[:13].upper(), f" {run.pk} ", str(run.pk).replace("-", "")):
+        page = admin_client.get(changelist, {"q": term}).content.decode()
+        assert f">{str(run.pk)[:8]}<" in page, term
+        assert f">{str(other.pk)[:8]}<" not in page, term
+    assert ">0 runs<" in admin_client.get(changelist, {"q": "zz-not-hex"}).content.decode().replace("\n", "")
+
+
+def test_the_run_page_cancels_after_confirmation_and_retries(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    page_url = reverse("admin:executions_run_change", args=[run.pk])
+    page = admin_client.get(page_url).content.decode()
+    changelist = reverse("admin:executions_run_changelist")
+    assert f'<form method="post" action="{changelist}"' in page and "csrfmiddlewaretoken" in page
+    assert 'value="cancel_runs"' in page and 'value="retry_runs"' not in page  # retry: failed or cancelled runs
+    cancel = {"action": "cancel_runs", "_selected_action": run.pk, "next": page_url}
+    confirm = admin_client.post(changelist, cancel)
+    assert "Cancel 1 run?" in confirm.content.decode() and f'name="next" value="{page_url}"' in confirm.content.decode()
+    done = admin_client.post(changelist, {**cancel, "post": "yes"})
+    assert done.status_code == 302 and done.url == page_url
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    page = admin_client.get(page_url).content.decode()
+    assert "1 run(s) cancelled." in page and 'value="retry_runs"' in page and 'value="cancel_runs"' not in page
+    retried = admin_client.post(changelist, {"action": "retry_runs", "_selected_action": run.pk, "next": page_url})
+    assert retried.status_code == 302 and retried.url == page_url
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    elsewhere = {"action": "retry_runs", "_selected_action": run.pk, "next": "https://evil.example/"}
+    assert admin_client.post(changelist, elsewhere).url != "https://evil.example/"
+
+
+def test_the_run_buttons_need_the_csrf_token(admin_user, wf):
+    from django.test import Client
+
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    changelist = reverse("admin:executions_run_changelist")
+    refused = client.post(changelist, {"action": "cancel_runs", "_selected_action": run.pk, "post": "yes"})
+    assert refused.status_code == 403
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_the_run_page_shows_step_times_to_the_millisecond_durations_and_outputs(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    start = datetime(2026, 3, 10, 12, 0, 1, 250_000, tzinfo=UTC)
+    StepRun.objects.filter(run=run, step_id="a").update(
+        started_at=start,
+        finished_at=start + timedelta(seconds=2, milliseconds=5),
+        output={"said": "<script>x</script>"},
+    )
+    step = StepRun.objects.get(run=run, step_id="a")
+    page = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    assert "12:00:01.250" in page and "2.005 s" in page
+    assert reverse("admin:executions_steprun_change", args=[step.pk]) in page
+    assert "&lt;script&gt;" in page and "<script>x" not in page
+
+
+def test_the_run_page_shows_the_latest_events_and_links_to_all(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    before = RunEvent.objects.filter(run=run).count()
+    RunEvent.objects.bulk_create(RunEvent(run=run, kind="test.event", message=f"event #{i:03}") for i in range(300))
+    RunEvent.objects.create(run=run, kind="run.failed", message="how it <b>ended</b>")
+    page = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    assert "how it &lt;b&gt;ended&lt;/b&gt;" in page and "event #299" in page and "event #000" not in page
+    assert f"the latest 200 of {before + 301}" in page
+    all_events = reverse("admin:executions_runevent_changelist") + f"?run={run.pk}"
+    assert all_events in page.replace("&amp;", "&")
+    listed = admin_client.get(all_events, {"all": ""}).content.decode()
+    assert "event #000" in listed and "how it &lt;b&gt;ended" in listed
+
+
+def test_step_runs_filter_by_run_and_the_run_links_to_its_branches(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    other, _ = run_start(workflow=wf, input={"xs": [1]})
+    parent = StepRun.objects.get(run=run, step_id="m")
+    StepRun.objects.filter(pk=parent.pk).update(branch_count=2)
+    for index in range(2):
+        StepRun.objects.create(run=run, step_id="m", parent=parent, branch_index=index)
+    StepRun.objects.create(run=other, step_id="m", parent=StepRun.objects.get(run=other, step_id="m"), branch_index=0)
+    page = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    branches = reverse("admin:executions_steprun_changelist") + f"?run={run.pk}&step_id=m"
+    assert branches in page.replace("&amp;", "&")
+    listed = admin_client.get(branches).content.decode()
+    assert listed.count(reverse("admin:executions_run_change", args=[run.pk])) == 3  # the parent and 2 branches
+    assert reverse("admin:executions_run_change", args=[other.pk]) not in listed
+    assert admin_client.get(reverse("admin:executions_steprun_changelist"), {"run": "nonsense"}).status_code == 200
+
+
+def test_large_json_is_collapsed_with_its_size_and_a_preview(admin_client, wf):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    big = [{"branch": i, "note": "<script>alert(1)</script>"} for i in range(2000)]
+    StepRun.objects.filter(run=run, step_id="a").update(output=big)
+    step = StepRun.objects.get(run=run, step_id="a")
+    page = admin_client.get(reverse("admin:executions_steprun_change", args=[step.pk])).content.decode()
+    summary = page.split("<summary>")[1].split("</summary>")[0].replace("&quot;", '"')
+    assert "list of 2,000 items" in summary and '"branch": 0' in summary and "<details" in page
+    assert "<script>alert" not in page
+    small = admin_client.get(reverse("admin:executions_run_change", args=[run.pk])).content.decode()
+    assert "&quot;xs&quot;" in small and "<details" not in small.split("input")[1].split("</pre>")[0]
+
+
+def test_a_step_page_links_to_its_task_in_flower(admin_client, wf, settings):
+    run, _ = run_start(workflow=wf, input={"xs": [1]})
+    step = StepRun.objects.get(run=run, step_id="a")
+    url = reverse("admin:executions_steprun_change", args=[step.pk])
+    settings.CHORDFLOW_FLOWER_URL = "http://flower.example:5555/"
+    assert f'href="http://flower.example:5555/task/{step.task_id}"' in admin_client.get(url).content.decode()
+    settings.CHORDFLOW_FLOWER_URL = ""
+    page = admin_client.get(url).content.decode()
+    assert step.task_id in page and "/task/" not in page
+
+
+def test_the_start_form_shows_the_schema_and_is_prefilled_with_the_example_input(admin_client):
+    definition = steps(
+        {"id": "a", "action": "echo"},
+        input_schema={"type": "object", "required": ["xs"], "properties": {"xs": {"description": "<b>numbers</b>"}}},
+        example_input={"xs": [1, 2, 3]},
+    )
+    start = reverse("admin:workflows_workflow_start", args=[workflow(definition, slug="ex").pk])
+    page = admin_client.get(start).content.decode()
+    assert "&lt;b&gt;numbers&lt;/b&gt;" in page and "<b>numbers" not in page  # the schema, escaped
+    assert "{\n  &quot;xs&quot;: [\n    1," in page  # the form's initial input
+    admin_client.post(start, {"input": '{"xs": [1, 2, 3]}'})
+    assert Run.objects.get().input == {"xs": [1, 2, 3]}

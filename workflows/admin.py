@@ -20,9 +20,31 @@ from workflows.selectors import workflow_list
 from workflows.services import workflow_save
 from workflows.yaml_load import load_definition
 
+COLLAPSE_OVER_CHARS = 2_000  # as indented JSON; about 40 lines
+PREVIEW_CHARS = 120
+
 
 def pretty(value) -> str:
-    return format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", json.dumps(value, indent=2))
+    """A JSON value, escaped; a large one folded in a <details> (no script needed) showing its size
+    and a preview, so that a for_each's 2,000 outputs do not make the page 85,000 px tall."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    block = format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", text)
+    if len(text) <= COLLAPSE_OVER_CHARS:
+        return block
+    compact = json.dumps(value, ensure_ascii=False)
+    preview = compact if len(compact) <= PREVIEW_CHARS else compact[:PREVIEW_CHARS] + " …"
+    return format_html(
+        "<details><summary>{}, {} characters: <code>{}</code></summary>{}</details>", size(value), f"{len(compact):,}",
+        preview, block,
+    )  # fmt: skip
+
+
+def size(value) -> str:
+    if isinstance(value, list):
+        return f"list of {len(value):,} items"
+    if isinstance(value, dict):
+        return f"object with {len(value):,} keys"
+    return type(value).__name__
 
 
 def problems_error(exc: DefinitionError | InputValidationError) -> ValidationError:
@@ -82,6 +104,13 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return workflow_list()
+
+    def get_readonly_fields(self, request, obj=None):
+        """Adding: only what one fills in (the name and description come from the definition)."""
+        return super().get_readonly_fields(request, obj) if obj is not None else []
+
+    def get_inlines(self, request, obj):
+        return super().get_inlines(request, obj) if obj is not None else []
 
     @admin.display(description="version")
     def current_version(self, obj: Workflow):

@@ -26,7 +26,7 @@ from workflows.spec import (
 
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-TOP_KEYS = {"name", "description", "input_schema", "defaults", "steps", "output", "escalate_to"}
+TOP_KEYS = {"name", "description", "input_schema", "example_input", "defaults", "steps", "output", "escalate_to"}
 DEFAULT_KEYS = {"retry", "timeout", "queue", "on_failure"}
 STEP_KEYS = {"id", "description", "type", "action", "depends_on", "params", "when", "for_each", *DEFAULT_KEYS}
 RETRY_KEYS = {"max_attempts", "backoff", "backoff_max", "jitter"}
@@ -78,6 +78,14 @@ class _Validator:
         self.stored = stored  # a version saved before: the rules that apply only at save are skipped
         self.problems: list[Problem] = []
         self.step_ids: set[str] = set()
+
+    def example_input(self, d: dict, input_schema: dict) -> None:
+        """An `example_input` (what the admin's start form is prefilled with) must be a valid input."""
+        if "example_input" not in d:
+            return
+        errors = Draft202012Validator(input_schema).iter_errors(d["example_input"])
+        for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+            self.problem(f"example_input{_json_path(error.absolute_path)}", error.message)
 
     def problem(self, path: str, message: str, *, save_only: bool = False) -> None:
         """`save_only`: a rule newer than some stored versions; they keep working (their runs fail clearly)."""
@@ -211,6 +219,8 @@ class _Validator:
                     Draft202012Validator.check_schema(input_schema)
                 except SchemaError as exc:
                     self.problem(f"input_schema{_json_path(exc.path)}", f"is not a valid JSON Schema: {exc.message}")
+                else:
+                    self.example_input(d, input_schema)
 
         defaults = d.get("defaults", {})
         retry_default, timeout_default, queue_default, on_failure_default = (

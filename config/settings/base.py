@@ -216,6 +216,8 @@ CELERY_BEAT_SCHEDULE = {
     "chordflow-sweep": {"task": "executions.sweep", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
     "chordflow-approvals-expire": {"task": "approvals.expire", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
 }
+# Flower's address, for the admin's links from a step to its task (none when empty).
+CHORDFLOW_FLOWER_URL = env_str("CHORDFLOW_FLOWER_URL", "")
 # Links in approval emails point here.
 CHORDFLOW_BASE_URL = env_str("CHORDFLOW_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chordflow@localhost")

@@ -110,3 +110,26 @@ def test_retry_delays_follow_the_policy():
     assert [policy.delay(k) for k in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5]
     jittered = RetryPolicy(backoff=2.0, backoff_max=60, jitter=True)
     assert all(0 <= jittered.delay(3) <= 8.0 for _ in range(200))
+
+
+SCHEMA = {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}}
+
+
+def test_an_example_input_must_fit_the_input_schema_and_says_where_it_does_not():
+    wf = {"name": "x", "steps": [{"id": "a", "action": "echo"}], "input_schema": SCHEMA}
+    assert problems({**wf, "example_input": {"order_id": 7}}) == {"example_input.order_id": "7 is not of type 'string'"}
+    assert "example_input" in problems({**wf, "example_input": {}})
+    parse_definition({**wf, "example_input": {"order_id": "A-1"}})
+    parse_definition({"name": "x", "steps": [{"id": "a", "action": "echo"}], "example_input": [1, "any JSON"]})
+
+
+def test_the_shipped_examples_carry_an_example_input_that_fits():
+    from pathlib import Path
+
+    import yaml
+
+    for path in sorted(Path("workflows/examples").glob("*.yaml")):
+        definition = yaml.safe_load(path.read_text())
+        definition.pop("schedules", None)
+        assert "example_input" in definition, path
+        parse_definition(definition)
