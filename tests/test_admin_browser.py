@@ -99,3 +99,12 @@ def test_an_approver_finds_and_decides_an_approval_in_the_admin(browser, live_se
     assert wait_for_run(run.pk).status == RunStatus.SUCCEEDED
     event = RunEvent.objects.get(run=run, kind="approval.decided")
     assert event.message == "approve by alice: Checked the lines."
+
+
+def test_the_landing_leads_to_the_admin_and_the_api_root_lists_its_endpoints(browser, live_server):  # noqa: F811
+    browser.get(live_server.url + "/")
+    wait_for(browser, lambda: "/admin/login/" in browser.current_url, "the redirect to the admin's login")
+    assert by_css(browser, "#id_username")  # the admin's sign-in form, not a 404
+    screenshot(browser, "landing")
+    browser.get(live_server.url + "/api/")
+    assert "/api/runs/" in browser.page_source and "/api/docs/" in browser.page_source
