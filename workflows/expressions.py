@@ -127,8 +127,10 @@ def _text_size(value: Any) -> int:
     """At most how long str(value) is, for a value within the size limit (repr escapes up to 4x)."""
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, int | float | bool) or value is None:
-        return len(str(value)) if isinstance(value, int) and abs(value) < 10**40 else 32
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() * 30103 // 100000 + 2  # decimal digits, and a sign
+    if isinstance(value, float | bool) or value is None:
+        return 32
     return 4 * content_size(value, _budget.size) + 2
 
 
