@@ -63,7 +63,11 @@ def test_make_run_serves_healthz_and_stops_on_sigint_leaving_no_process(tmp_path
         names = " ".join(" ".join(p.cmdline()) for p in family)
         for expected in ("redis-server", "daphne", "worker", "beat", "flower"):
             assert expected in names
-        output = log.read_text()
+        # "Chordflow is running" and the addresses come once the worker answers a ping: a moment later
+        deadline = time.monotonic() + 60
+        while "Chordflow is running" not in (output := log.read_text()):
+            assert time.monotonic() < deadline, f"make run never said it was running:\n{output[-3000:]}"
+            time.sleep(0.2)
         assert f"http://127.0.0.1:{web_port}/" in output and f"http://127.0.0.1:{flower_port}/" in output
         assert "Development superuser: admin / " in output
         assert "order-pipeline v1" in output  # the example workflows are loaded
