@@ -1,3 +1,11 @@
-"""Websocket routes; the live-status consumers register here."""
+"""Websocket routes: the read-only live-status consumers (executions/consumers.py)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path, re_path
+
+from executions.consumers import AllRunsConsumer, NoSuchSocket, RunEventsConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/runs/", AllRunsConsumer.as_asgi()),
+    path("ws/runs/<uuid:run_id>/", RunEventsConsumer.as_asgi()),
+    re_path(r"", NoSuchSocket.as_asgi()),
+]

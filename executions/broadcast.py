@@ -1,5 +1,12 @@
-"""The Channels broadcast of run events: a listener that publishes each committed batch to the groups
-`run.<id>` and `runs`. Delivery is at most once; the RunEvent rows are the record."""
+"""The Channels broadcast of run events: a listener that publishes committed events to the groups
+`run.<id>` (every event of that run) and `runs` (run-level and approval events of every run).
+
+Each group message carries a list of events: one message per run per send, and a process sends at
+most once per `CHORDFLOW_BROADCAST_INTERVAL` (0.25 s), so a 10,000-wide fan-out does not flood
+browsers. Within a send, more than `BRANCH_EVENTS_INLINE` branch events of one step become one
+`branches.progress` hint: counts of what happened, for the page to refresh its branch counts from
+REST. Delivery is at most once; the RunEvent rows are the record (`?after=` catches up).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +26,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 ALL_RUNS_GROUP = "runs"
+BRANCH_EVENTS_INLINE = 50  # more branch events of one step in one send become a progress hint
 
 
 def run_group(run_id: Any) -> str:
@@ -31,11 +40,51 @@ def publish(payloads: Sequence[dict]) -> None:
     _publisher.submit(list(payloads))
 
 
-async def _send_all(layer, payloads: list[dict]) -> None:
+def group_messages(payloads: Sequence[dict]) -> list[tuple[str, dict]]:
+    """The (group, message) pairs one send publishes: a list of items per run, and one for `runs`."""
+    per_run: dict[str, list[dict]] = {}
     for body in payloads:
-        message = {"type": "run.event", "event": body}
-        await layer.group_send(run_group(body["run"]), message)
-        await layer.group_send(ALL_RUNS_GROUP, message)
+        per_run.setdefault(body["run"], []).append(body)
+    messages = [(run_group(run_id), _message(coalesce(bodies))) for run_id, bodies in per_run.items()]
+    overview = [body for body in payloads if body["step"] is None or body["type"].startswith("approval.")]
+    if overview:
+        messages.append((ALL_RUNS_GROUP, _message(overview)))
+    return messages
+
+
+def _message(items: list[dict]) -> dict:
+    return {"type": "run.events", "events": items}
+
+
+def coalesce(bodies: list[dict]) -> list[dict]:
+    """One run's events, with the branch events of a step that has many in this send as one hint."""
+    per_step: dict[str, int] = {}
+    for body in bodies:
+        if body.get("branch") is not None:
+            per_step[body["step"]] = per_step.get(body["step"], 0) + 1
+    wide = {step for step, count in per_step.items() if count > BRANCH_EVENTS_INLINE}
+    if not wide:
+        return bodies
+    items: list[dict] = []
+    hints: dict[str, dict] = {}
+    for body in bodies:
+        if body.get("branch") is None or body["step"] not in wide:
+            items.append(body)
+            continue
+        hint = hints.get(body["step"])
+        if hint is None:
+            hint = {"type": "branches.progress", "run": body["run"], "step": body["step"], "id": None}
+            hint.update(last_event=body["id"], events={})
+            hints[body["step"]] = hint
+            items.append(hint)
+        hint["last_event"] = max(hint["last_event"], body["id"])
+        hint["events"][body["type"]] = hint["events"].get(body["type"], 0) + 1
+    return items
+
+
+async def _send_all(layer, payloads: list[dict]) -> None:
+    for group, message in group_messages(payloads):
+        await layer.group_send(group, message)
 
 
 class _Publisher:
@@ -44,7 +93,9 @@ class _Publisher:
     `async_to_sync(group_send)` from every commit built a new event loop and Redis connection each
     time: 15% of a step's time in the worker. The thread keeps one loop and its connection pool, takes
     everything queued since its last send as one batch, and takes the work off the task's path.
-    It starts on first use in each process, so it survives the prefork pool's fork.
+    It sends at most once per interval: the first event after a quiet spell goes at once, and a busy
+    process's events are gathered while it waits. It starts on first use in each process, so it
+    survives the prefork pool's fork.
     """
 
     def __init__(self) -> None:
@@ -72,8 +123,14 @@ class _Publisher:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         layer = get_channel_layer()
+        interval = getattr(settings, "CHORDFLOW_BROADCAST_INTERVAL", 0.25)
+        last_send = float("-inf")
         while True:
             batch = self._queue.get()
+            wait = last_send + interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            last_send = time.monotonic()
             while not self._queue.empty():
                 batch = batch + (self._queue.get_nowait() or [])
             if layer is not None and batch:

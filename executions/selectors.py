@@ -106,8 +106,9 @@ def step_branches(run: Run, step_id: str) -> QuerySet[StepRun]:
     return StepRun.objects.filter(run=run, step_id=step_id, branch_index__isnull=False)
 
 
-def run_events(run: Run) -> QuerySet[RunEvent]:
-    return RunEvent.objects.filter(run=run)
+def run_events(run: Run, after: int | None = None) -> QuerySet[RunEvent]:
+    events = RunEvent.objects.filter(run=run)
+    return events if after is None else events.filter(id__gt=after)
 
 
 def schedule_list() -> QuerySet[Schedule]:

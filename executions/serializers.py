@@ -33,6 +33,15 @@ class RunFilterInput(serializers.Serializer):
     created_before = InstantField(required=False)
 
 
+class EventFilterInput(serializers.Serializer):
+    after = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**63 - 1,
+        help_text="An event id: only the events after it (a client catching up after a gap or a reconnect).",
+    )
+
+
 class ErrorOutput(serializers.Serializer):
     type = serializers.CharField()
     message = serializers.CharField()

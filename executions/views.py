@@ -17,6 +17,7 @@ from executions import selectors
 from executions.models import Run
 from executions.serializers import (
     BranchOutput,
+    EventFilterInput,
     EventOutput,
     ReplayConflictOutput,
     RunDetailOutput,
@@ -155,12 +156,14 @@ class RunEventsView(GenericAPIView):
     serializer_class = EventOutput
 
     @extend_schema(
-        parameters=[page_size_parameter(1000)],
+        parameters=[EventFilterInput, page_size_parameter(1000)],
         responses={200: EventOutput(many=True), **errors(400, 401, 403, 404)},
         operation_id="runs_events",
     )
     def get(self, request, run_id: str):
-        page = self.paginate_queryset(selectors.run_events(get_run(run_id)))
+        filters = EventFilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.run_events(get_run(run_id), **filters.validated_data))
         return self.get_paginated_response(EventOutput(page, many=True).data)
 
 

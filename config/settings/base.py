@@ -142,10 +142,14 @@ STATIC_ROOT = VAR_DIR / "static"
 # when it is not given (config/embedded_redis.py).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Live pages: each browser tab is one channel. `capacity` bounds what waits for a slow tab (the
+# broadcast sends at most one batch per run per process every CHORDFLOW_BROADCAST_INTERVAL, so 1,000
+# is minutes of backlog) and `expiry` drops what a dead tab never read. `group_expiry` stays above
+# daphne's websocket timeout (24 h) so a long-open tab is closed and rejoins before its groups forget it.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60, "group_expiry": 2 * 86400},
     }
 }
 
@@ -207,6 +211,8 @@ CHORDFLOW_REQUEUE_AFTER = env_int("CHORDFLOW_REQUEUE_AFTER", 120)
 CHORDFLOW_TIMEOUT_GRACE = env_int("CHORDFLOW_TIMEOUT_GRACE", 30)
 CHORDFLOW_STALL_AFTER = env_int("CHORDFLOW_STALL_AFTER", 30)
 CHORDFLOW_BROADCAST_EVENTS = env_bool("CHORDFLOW_BROADCAST_EVENTS", True)
+# Time between two sends of one process's events to Channels (ms): a busy process's events are batched.
+CHORDFLOW_BROADCAST_INTERVAL = env_int("CHORDFLOW_BROADCAST_INTERVAL_MS", 250) / 1000
 # A for_each wider than this is published by a worker task (about 0.8 ms a branch), not by the caller.
 CHORDFLOW_INLINE_FAN_OUT = env_int("CHORDFLOW_INLINE_FAN_OUT", 200)
 # Beat runs the schedule tick this often (seconds): a cron fire starts within about this of its time.

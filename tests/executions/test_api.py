@@ -186,3 +186,24 @@ def test_a_forged_cursor_is_a_400_naming_the_cursor(operator, position):
         assert response.json()["problems"] == [
             {"path": "cursor", "message": "invalid cursor: follow the next/previous links"}
         ]
+
+
+@pytest.mark.django_db
+def test_events_after_an_id_give_only_the_later_events_in_order(operator):
+    wf = workflow(steps({"id": "a", "action": "echo"}, {"id": "b", "action": "echo"}, defaults=NOWHERE), slug="after")
+    run, _ = run_start(workflow=wf)
+    other, _ = run_start(workflow=wf)
+    every = [e["id"] for e in operator.get(f"/api/runs/{run.pk}/events/").json()["results"]]
+    assert len(every) >= 3
+    later = operator.get(f"/api/runs/{run.pk}/events/?after={every[0]}").json()
+    assert [e["id"] for e in later["results"]] == every[1:]
+    assert operator.get(f"/api/runs/{run.pk}/events/?after={every[-1]}").json()["results"] == []
+    # Another run's later events are not this run's.
+    assert operator.get(f"/api/runs/{other.pk}/events/?after={every[-1]}").json()["results"]
+    paged = operator.get(f"/api/runs/{run.pk}/events/?after={every[0]}&page_size=1").json()
+    assert [e["id"] for e in paged["results"]] == every[1:2]
+    assert [e["id"] for e in operator.get(paged["next"]).json()["results"]] == every[2:3]
+    for bad in ("x", "-1", "1.5", "99999999999999999999999"):
+        refused = operator.get(f"/api/runs/{run.pk}/events/?after={bad}")
+        assert refused.status_code == 400, bad
+        assert [p["path"] for p in refused.json()["problems"]] == ["after"], refused.json()
