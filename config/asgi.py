@@ -12,16 +12,11 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from config.chunked import ChunkedBodyLength  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
-# daphne serves no files: in development, Django serves the admin's CSS and JS (as runserver does).
-if settings.DEBUG:
-    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
-
+# daphne serves no files: WhiteNoise's middleware serves the static files (config/settings/base.py).
 application = ProtocolTypeRouter(
     {
         "http": ChunkedBodyLength(django_asgi_app),

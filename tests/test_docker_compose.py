@@ -16,6 +16,7 @@ from django.conf import settings
 
 from config.embedded_redis import free_port
 from tests.support import compose as compose_support
+from tests.support.web import assert_static_files_are_served
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 APP_SERVICES = {"web", "worker", "beat", "flower"}
@@ -113,7 +114,11 @@ def stack(compose, tmp_path, transactional_db):
     """Start a service as compose would: its command and environment, with the test stack's database and
     Redis (a Redis database of its own, so its beat's ticks never reach the suite's worker)."""
     redis_url = compose_support.redis_url_with_db(settings.REDIS_URL, 15)
-    overrides = {"DATABASE_URL": compose_support.test_database_url(), "REDIS_URL": redis_url}
+    overrides = {
+        "DATABASE_URL": compose_support.test_database_url(),
+        "REDIS_URL": redis_url,
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),  # the image's collected files (built below)
+    }
     flush = redis.Redis.from_url(redis_url)
     flush.flushdb()
     started = []
@@ -128,6 +133,15 @@ def stack(compose, tmp_path, transactional_db):
         started.append(process)
         return process
 
+    def build_static() -> None:
+        """The Dockerfile's collectstatic step, as the image build runs it (with its own environment)."""
+        dockerfile = (BASE_DIR / compose["services"]["web"]["build"]["dockerfile"]).read_text()
+        step = next(line for line in dockerfile.splitlines() if line.startswith("RUN") and "collectstatic" in line)
+        env = compose_support.process_environment({"DJANGO_SETTINGS_MODULE": "config.settings.production", **overrides})
+        built = subprocess.run(["sh", "-c", step[len("RUN") :]], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+        assert built.returncode == 0, built.stderr[-3000:]
+
+    start.build_static = build_static
     yield start
     for process in reversed(started):
         process.stop()
@@ -138,6 +152,7 @@ def stack(compose, tmp_path, transactional_db):
 def test_the_compose_services_start_under_production_settings_and_web_becomes_healthy(compose, stack):
     services = compose["services"]
     web_port, flower_port = free_port(), free_port()
+    stack.build_static()
     web = stack("web", 8000, web_port)
     check = compose_support.with_port(healthcheck_argv(services["web"]["healthcheck"]["test"]), 8000, web_port)
     env = compose_support.process_environment(compose_support.service_environment(services["web"], SHELL))
@@ -160,6 +175,7 @@ def test_the_compose_services_start_under_production_settings_and_web_becomes_he
     assert (
         plain.value.code == 301 and plain.value.headers["Location"] == "https://chordflow.example.com/accounts/login/"
     )
+    assert_static_files_are_served(f"http://127.0.0.1:{web_port}", behind_proxy)
 
     worker, beat = stack("worker"), stack("beat")
     flower = stack("flower", 5555, flower_port)

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -134,8 +135,17 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
+# Static files (the admin's CSS and JS, the API docs' scripts, the live pages' scripts) are served by
+# WhiteNoise in every process that serves HTTP: daphne serves none itself. Production serves what
+# `collectstatic` put in STATIC_ROOT (the image runs it) under hashed, compressed, cached-for-good names;
+# development and the tests serve them from the apps' folders as they are (WHITENOISE_USE_FINDERS).
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or VAR_DIR / "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
 
 # --- Redis: broker, chord counters, Channels -----------------------------------------------------
 # REDIS_URL points at a real server. `make run` and `make test` start an embedded one and set it

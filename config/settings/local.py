@@ -6,6 +6,7 @@ from .base import *  # noqa: F403
 from .base import CHANNEL_LAYERS, LOGGING, VAR_DIR, env_bool, env_int, env_list, env_str
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
+WHITENOISE_AUTOREFRESH = DEBUG  # an edited script or stylesheet is served at once
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 # The development superuser that `make run` creates and prints; never in production.
 CHORDFLOW_DEV_SUPERUSER = "admin"

@@ -44,4 +44,7 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
 # browsers) for good: a promise only the owner of the whole domain can make, not this app. Opt in
 # with DJANGO_HSTS_INCLUDE_SUBDOMAINS=1 and DJANGO_HSTS_PRELOAD=1.
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# Static files come from STATIC_ROOT, collected at image build, with content hashes in their names.
+STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}  # noqa: F405
+WHITENOISE_USE_FINDERS = False
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import time
@@ -47,3 +48,28 @@ def daphne_server(log: Path | None = None) -> Iterator[str]:
         except Exception:
             process.kill()
             process.wait()
+
+
+def fetch(url: str, headers: dict) -> tuple[int, dict, bytes]:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as answer:
+        return answer.status, answer.headers, answer.read()
+
+
+def assert_static_files_are_served(base: str, headers: dict | None = None, *, hashed: bool = True) -> None:
+    """The admin's stylesheet (in production by its hashed name, cached for good) and every script of
+    the API docs page, through a running server: daphne serves no files of its own."""
+    headers = headers or {}
+    _, _, login = fetch(f"{base}/admin/login/", headers)
+    name = r"base\.[0-9a-f]{12}\.css" if hashed else r"base\.css"
+    stylesheet = re.search(rf'href="(/static/admin/css/{name})"', login.decode())
+    assert stylesheet, f"the admin links no {name}: are static files collected with a manifest?"
+    status, answer, body = fetch(base + stylesheet.group(1), headers)
+    assert status == 200 and answer["Content-Type"].startswith("text/css") and b"--body-bg" in body
+    if hashed:
+        assert "immutable" in answer["Cache-Control"]
+    _, _, docs = fetch(f"{base}/api/docs/", headers)
+    scripts = re.findall(r'<script[^>]* src="([^"]+)"', docs.decode())
+    assert scripts, "the docs page references no script"
+    for src in scripts:
+        status, answer, body = fetch(base + src, headers)
+        assert status == 200 and "javascript" in answer["Content-Type"] and body, src
