@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -10,9 +11,9 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Max, Min, Q, QuerySet
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
@@ -20,23 +21,17 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
+from executions.run_page import PALETTE, page_context, run_state, snapshot, step_states
 from executions.selectors import parse_run_id
 from executions.services import run_cancel, run_retry
-from executions.states import RUN_UNFINISHED, RunStatus, StepStatus
+from executions.states import RUN_UNFINISHED, RunStatus
 from workflows.admin import pretty
 
-COLORS = {
-    StepStatus.PENDING: "#888",
-    StepStatus.QUEUED: "#1f77b4",
-    StepStatus.RUNNING: "#1f77b4",
-    StepStatus.RETRYING: "#e69500",
-    StepStatus.WAITING: "#9467bd",
-    StepStatus.SUCCEEDED: "#2ca02c",
-    StepStatus.FAILED: "#d62728",
-    StepStatus.SKIPPED: "#888",
-    StepStatus.CANCELLED: "#555",
-}
+COLORS = PALETTE  # one palette: the lists' labels, the run page's graph and timeline
 EVENTS_SHOWN = 200
+PREVIEW_LIMIT = 2_000  # characters of JSON a step's output shows on the run page; the step's page has it all
+DETAIL_LIMIT = 20_000  # characters of input, output or traceback in a graph node's panel
+BRANCHES_PER_PAGE = 25
 CANCEL_PERMISSION = "executions.cancel_run"
 RETRY_PERMISSION = "executions.retry_run"
 RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
@@ -45,7 +40,20 @@ CANCEL_SHOWN = 50  # runs listed by name on the cancel confirmation page
 
 
 def colored(status: str):
-    return format_html('<b style="color: {}">{}</b>', COLORS.get(status, "#000"), status)
+    return format_html(
+        '<b class="cf-status" data-status="{}" style="color: {}">{}</b>', status, COLORS.get(status, "#000"), status
+    )
+
+
+def clipped(value, limit: int, whole_at: str):
+    """`pretty(value)` when its JSON is short; else its first `limit` characters and a link to the whole."""
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) <= limit:
+        return pretty(value)
+    return format_html(
+        "<pre style='white-space: pre-wrap; margin: 0'>{} …</pre><p>{} characters: <a href=\"{}\">the whole</a></p>",
+        text[:limit], f"{len(text):,}", whole_at,
+    )  # fmt: skip
 
 
 def id_prefix_range(term: str) -> tuple[uuid.UUID, uuid.UUID] | None:
@@ -112,6 +120,11 @@ def seconds_between(start, end) -> str:
     return f"{(end - start).total_seconds():.3f} s"
 
 
+def branch_row(branch: StepRun) -> tuple:
+    link = reverse("admin:executions_steprun_change", args=[branch.pk])
+    return branch, colored(branch.status), link, seconds_between(branch.started_at, branch.finished_at)
+
+
 class StepInline(admin.TabularInline):
     model = StepRun
     verbose_name_plural = "steps"
@@ -174,7 +187,9 @@ class StepInline(admin.TabularInline):
 
     @admin.display(description="output")
     def output_preview(self, obj):
-        return pretty(obj.output) if obj.output is not None else "-"
+        if obj.output is None:
+            return "-"
+        return clipped(obj.output, PREVIEW_LIMIT, reverse("admin:executions_steprun_change", args=[obj.pk]))
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -268,7 +283,63 @@ class RunAdmin(ReadOnlyAdmin):
             if run.status in RETRYABLE and request.user.has_perm(RETRY_PERMISSION):
                 buttons.append(("retry_runs", "Retry this run"))
         context = {**(extra_context or {}), "run_buttons": buttons}
+        if run is not None:
+            context.update(page_context(run), live=snapshot(run))
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        own = [
+            path("<path:object_id>/progress/", view(self.progress_view), name="executions_run_progress"),
+            path("<path:object_id>/step/<str:step_id>/", view(self.step_view), name="executions_run_step"),
+        ]
+        return own + super().get_urls()
+
+    def _viewable(self, request, object_id) -> Run:
+        run = self.get_object(request, object_id)
+        if run is None or not self.has_view_permission(request, run):
+            raise Http404("no such run")
+        return run
+
+    def progress_view(self, request, object_id):
+        """The run's and its steps' statuses and branch counts, for the live page to refresh (JSON)."""
+        run = self._viewable(request, object_id)
+        return JsonResponse({"run": run_state(run), "steps": step_states(run)})
+
+    def step_view(self, request, object_id, step_id):
+        """A graph node's panel: the step's input, output, error and traceback, and its branches by page."""
+        run = self._viewable(request, object_id)
+        row = StepRun.objects.filter(run=run, step_id=step_id, branch_index__isnull=True).first()
+        if row is None:
+            raise Http404("no such step in this run")
+        try:
+            page = max(1, min(int(request.GET.get("page", 1)), 10**6))
+        except ValueError:
+            page = 1
+        whole = reverse("admin:executions_steprun_change", args=[row.pk])
+        start = (page - 1) * BRANCHES_PER_PAGE
+        branches = list(
+            StepRun.objects.filter(run=run, step_id=step_id, branch_index__isnull=False)
+            .order_by("branch_index")
+            .only("pk", "branch_index", "status", "attempts", "error_type", "started_at", "finished_at")[
+                start : start + BRANCHES_PER_PAGE + 1
+            ]
+        )
+        context = {
+            "row": row,
+            "whole": whole,
+            "input": clipped(row.input, DETAIL_LIMIT, whole),
+            "output": "-" if row.output is None else clipped(row.output, DETAIL_LIMIT, whole),
+            "traceback": row.error_traceback[:DETAIL_LIMIT],
+            "traceback_clipped": len(row.error_traceback) > DETAIL_LIMIT,
+            "branches": [branch_row(branch) for branch in branches[:BRANCHES_PER_PAGE]],
+            "page": page,
+            "previous_page": page - 1 if page > 1 else None,
+            "next_page": page + 1 if len(branches) > BRANCHES_PER_PAGE else None,
+            "first_branch": start,
+            "last_branch": start + min(len(branches), BRANCHES_PER_PAGE) - 1,
+        }  # fmt: skip
+        return TemplateResponse(request, "admin/executions/run/step_panel.html", context)
 
     @admin.display(description="input")
     def input_pretty(self, obj):
@@ -304,6 +375,7 @@ class RunAdmin(ReadOnlyAdmin):
                 )
                 for e in rows
             ),
+            table_id="cf-events",  # the live page appends new events to it
         )
         return format_html("<p>{}</p>{}", heading, table)
 

@@ -20,7 +20,8 @@ from workflows.selectors import workflow_list
 from workflows.services import workflow_save
 from workflows.yaml_load import load_definition
 
-COLLAPSE_OVER_CHARS = 2_000  # as indented JSON; about 40 lines
+COLLAPSE_OVER_CHARS = 2_000  # as indented JSON
+COLLAPSE_OVER_LINES = 30  # a list of 40 numbers is short but a screen tall
 PREVIEW_CHARS = 120
 
 
@@ -29,7 +30,7 @@ def pretty(value) -> str:
     and a preview, so that a for_each's 2,000 outputs do not make the page 85,000 px tall."""
     text = json.dumps(value, indent=2, ensure_ascii=False)
     block = format_html("<pre style='white-space: pre-wrap; margin: 0'>{}</pre>", text)
-    if len(text) <= COLLAPSE_OVER_CHARS:
+    if len(text) <= COLLAPSE_OVER_CHARS and text.count("\n") < COLLAPSE_OVER_LINES:
         return block
     compact = json.dumps(value, ensure_ascii=False)
     preview = compact if len(compact) <= PREVIEW_CHARS else compact[:PREVIEW_CHARS] + " …"

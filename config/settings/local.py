@@ -45,3 +45,7 @@ LOGGING["filters"] = {"idle_housekeeping": {"()": "config.logfilters.SkipIdleHou
 
 # Flower as `make run` starts it: the admin links a step to its task there.
 CHORDFLOW_FLOWER_URL = env_str("CHORDFLOW_FLOWER_URL") or f"http://127.0.0.1:{env_int('CHORDFLOW_FLOWER_PORT', 5555)}"
+
+# Static files are served from the apps' folders as they are (WHITENOISE_USE_FINDERS); none are
+# collected, so WhiteNoise is not pointed at an empty STATIC_ROOT (it would warn in every process).
+STATIC_ROOT = STATIC_ROOT if STATIC_ROOT.is_dir() else None  # noqa: F405

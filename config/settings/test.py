@@ -31,3 +31,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 CHORDFLOW_API_THROTTLE_ANON = "100000/minute"
 CHORDFLOW_API_THROTTLE_USER = "100000/minute"
 CHORDFLOW_API_THROTTLE_AUTH_FAILURES = "100000/minute"
+
+# Static files are served from the apps' folders as they are (WHITENOISE_USE_FINDERS); none are
+# collected, so WhiteNoise is not pointed at an empty STATIC_ROOT (it would warn in every process).
+STATIC_ROOT = STATIC_ROOT if STATIC_ROOT.is_dir() else None  # noqa: F405
