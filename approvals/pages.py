@@ -7,7 +7,7 @@ from http import HTTPStatus
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -33,11 +33,31 @@ class DecisionForm(forms.Form):
         field.error_messages = {"required": choose, "invalid_choice": choose}
 
 
+INBOX_SHOWN = 200
+
+
 @login_required
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
+    """What waits for this user's decision, with the decision inline. `?rows=1` gives only the rows:
+    the page's script asks for them when the socket says approvals changed, and merges them in."""
     pending = selectors.approval_list(user=request.user, status=ApprovalStatus.PENDING, mine=True)
-    return render(request, "approvals/inbox.html", {"approvals": pending[:200]})
+    approvals = list(pending.order_by("created_at", "pk")[:INBOX_SHOWN])
+    for approval in approvals:
+        approval.choices = CHOICES[approval.kind]
+    template = "approvals/inbox_rows.html" if request.GET.get("rows") else "approvals/inbox.html"
+    return render(request, template, {"approvals": approvals, "shown": INBOX_SHOWN})
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """The inbox's script posts the same form and reads the answer as JSON; a browser without it gets pages."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def answer(request: HttpRequest, page: HttpResponse, message: str, status: int) -> HttpResponse:
+    if wants_json(request):
+        return JsonResponse({"ok": status == HTTPStatus.OK, "message": message}, status=status)
+    return page
 
 
 @login_required
@@ -47,7 +67,7 @@ def decide(request: HttpRequest, approval_id: int) -> HttpResponse:
     approval = get_object_or_404(Approval.objects.select_related("run__workflow"), pk=approval_id)
     refusal = selectors.decision_refusal(request.user, approval)
     if refusal:
-        return forbidden(request, approval, refusal)
+        return answer(request, forbidden(request, approval, refusal), refusal, HTTPStatus.FORBIDDEN)
     choices = CHOICES[approval.kind]
     form = DecisionForm(request.POST if request.method == "POST" else None, choices=choices)
     status = HTTPStatus.OK
@@ -58,12 +78,15 @@ def decide(request: HttpRequest, approval_id: int) -> HttpResponse:
             try:
                 apply_decision(approval, request.user, decision, comment)
             except NotAnApproverError as exc:  # the permission went away since the page was shown
-                return forbidden(request, approval, str(exc))
+                return answer(request, forbidden(request, approval, str(exc)), str(exc), HTTPStatus.FORBIDDEN)
             except ApprovalConflictError as exc:
                 form.add_error(None, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
                 status = HTTPStatus.CONFLICT
             else:
-                messages.success(request, f"Recorded: {decision}. The run continues from here.")
+                done = f"Recorded: {decision}. The run continues from here."
+                if wants_json(request):
+                    return JsonResponse({"ok": True, "message": done})
+                messages.success(request, done)
                 return redirect(request.path)
     context = {
         "approval": approval,
@@ -72,6 +95,10 @@ def decide(request: HttpRequest, approval_id: int) -> HttpResponse:
         "decisions": approval.decisions.order_by("id"),
         "pending": approval.status == ApprovalStatus.PENDING,
     }
+    if form.is_bound and wants_json(request):
+        return JsonResponse({"ok": False, "message": " ".join(form.non_field_errors() or [
+            f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
+        ])}, status=status)  # fmt: skip
     return render(request, "approvals/decide.html", context, status=status)
 
 

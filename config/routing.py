@@ -2,9 +2,10 @@
 
 from django.urls import path, re_path
 
-from executions.consumers import AllRunsConsumer, NoSuchSocket, RunEventsConsumer
+from executions.consumers import AllRunsConsumer, ApprovalsConsumer, NoSuchSocket, RunEventsConsumer
 
 websocket_urlpatterns: list = [
+    path("ws/approvals/", ApprovalsConsumer.as_asgi()),
     path("ws/runs/", AllRunsConsumer.as_asgi()),
     path("ws/runs/<uuid:run_id>/", RunEventsConsumer.as_asgi()),
     re_path(r"", NoSuchSocket.as_asgi()),

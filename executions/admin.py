@@ -244,7 +244,7 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="run", ordering="id")
     def short_id(self, obj):
-        return str(obj.pk)[:8]
+        return format_html('<span data-run="{}">{}</span>', obj.pk, str(obj.pk)[:8])  # the live list finds rows by it
 
     @admin.display(description="version", ordering="version__number")
     def version_number(self, obj):
@@ -286,6 +286,11 @@ class RunAdmin(ReadOnlyAdmin):
         if run is not None:
             context.update(page_context(run), live=snapshot(run))
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def changelist_view(self, request, extra_context=None):
+        """The list follows its runs' statuses over /ws/runs/ (executions/static/chordflow/runs.js)."""
+        context = {**(extra_context or {}), "palette": PALETTE}
+        return super().changelist_view(request, extra_context=context)
 
     def get_urls(self):
         view = self.admin_site.admin_view

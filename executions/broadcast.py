@@ -1,5 +1,6 @@
 """The Channels broadcast of run events: a listener that publishes committed events to the groups
-`run.<id>` (every event of that run) and `runs` (run-level and approval events of every run).
+`run.<id>` (every event of that run), `runs` (run-level and approval events of every run) and
+`approvals` (a content-free hint that approvals may have changed, for approvers' inboxes).
 
 Each group message carries a list of events: one message per run per send, and a process sends at
 most once per `CHORDFLOW_BROADCAST_INTERVAL` (0.25 s), so a 10,000-wide fan-out does not flood
@@ -26,6 +27,10 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 ALL_RUNS_GROUP = "runs"
+# Every signed-in approver's inbox listens here. Messages carry no data (who may see what is the
+# inbox's own query): only a hint that approvals, or runs that may hold some, changed.
+APPROVALS_GROUP = "approvals"
+APPROVALS_CHANGED = {"type": "approvals.changed"}
 BRANCH_EVENTS_INLINE = 50  # more branch events of one step in one send become a progress hint
 
 
@@ -49,6 +54,7 @@ def group_messages(payloads: Sequence[dict]) -> list[tuple[str, dict]]:
     overview = [body for body in payloads if body["step"] is None or body["type"].startswith("approval.")]
     if overview:
         messages.append((ALL_RUNS_GROUP, _message(overview)))
+        messages.append((APPROVALS_GROUP, _message([APPROVALS_CHANGED])))
     return messages
 
 

@@ -1,9 +1,10 @@
 """Websocket consumers of run events: read-only views of the Channels groups the broadcast feeds.
 
 `/ws/runs/<id>/` forwards every event of one run, `/ws/runs/` the run-level and approval events of all
-runs. Each frame is a JSON list (a batch). The user must be signed in (4401) and hold
-`executions.view_run` (4403); an unknown run is 4404. The consumer accepts and then closes with the code,
-so a browser can tell "refused" from "network down" and stop reconnecting. Nothing sent by the client
+runs, `/ws/approvals/` a data-free "approvals changed" hint. Each frame is a JSON list (a batch). The
+user must be signed in (4401) and, for runs, hold `executions.view_run` (4403); an unknown run is 4404.
+The consumer accepts and then closes with the code, so a browser can tell "refused" from "network
+down" and stop reconnecting. Nothing sent by the client
 is read: people act through REST and the admin.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from executions.broadcast import ALL_RUNS_GROUP, run_group
+from executions.broadcast import ALL_RUNS_GROUP, APPROVALS_GROUP, run_group
 from executions.models import Run
 
 NOT_SIGNED_IN, FORBIDDEN, NOT_FOUND = 4401, 4403, 4404
@@ -20,10 +21,10 @@ VIEW_RUN = "executions.view_run"
 
 
 @database_sync_to_async
-def _refusal(user, run_id: str | None) -> int | None:
+def _refusal(user, run_id: str | None, permission: str | None = VIEW_RUN) -> int | None:
     if user is None or not user.is_authenticated or not user.is_active:
         return NOT_SIGNED_IN
-    if not user.has_perm(VIEW_RUN):
+    if permission and not user.has_perm(permission):
         return FORBIDDEN
     if run_id is not None:
         if not Run.objects.filter(pk=run_id).exists():
@@ -33,15 +34,19 @@ def _refusal(user, run_id: str | None) -> int | None:
 
 class _EventsConsumer(AsyncJsonWebsocketConsumer):
     group: str = ""
+    permission: str | None = VIEW_RUN
+
+    def group_name(self, run_id: str | None) -> str:
+        return run_group(run_id) if run_id else ALL_RUNS_GROUP
 
     async def connect(self) -> None:
         run_id = self.scope["url_route"]["kwargs"].get("run_id")  # a UUID: the route's converter checked it
         run_id = None if run_id is None else str(run_id)
-        refusal = await _refusal(self.scope.get("user"), run_id)
+        refusal = await _refusal(self.scope.get("user"), run_id, self.permission)
         if refusal is None:
             # Joined before the handshake completes: whatever commits after the client sees the
             # socket open reaches it, so catching up once over REST leaves no gap.
-            self.group = run_group(run_id) if run_id else ALL_RUNS_GROUP
+            self.group = self.group_name(run_id)
             await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         if refusal is not None:
@@ -64,6 +69,15 @@ class RunEventsConsumer(_EventsConsumer):
 
 class AllRunsConsumer(_EventsConsumer):
     """Status changes of every run, and approvals requested and decided."""
+
+
+class ApprovalsConsumer(_EventsConsumer):
+    """A hint, to any signed-in user, that approvals changed: the inbox then asks what it may show."""
+
+    permission = None
+
+    def group_name(self, run_id: str | None) -> str:
+        return APPROVALS_GROUP
 
 
 class NoSuchSocket(AsyncJsonWebsocketConsumer):

@@ -156,8 +156,10 @@ def test_the_admin_index_counts_pending_approvals(client, question):
     client.force_login(User.objects.get(username="alice"))
     index = client.get(reverse("admin:index")).content.decode()
     assert "1 approval waits for you" in index and reverse("admin:approvals_approval_changelist") in index
+    assert 'class="approvals-inbox" href="/approvals/"' in index  # the live inbox, linked either way
     client.force_login(staff("bob"))
-    assert "waits for you" not in client.get(reverse("admin:index")).content.decode()
+    index = client.get(reverse("admin:index")).content.decode()
+    assert "waits for you" not in index and 'class="approvals-inbox" href="/approvals/"' in index
 
 
 def test_the_approvals_list_opens_on_mine_pending_with_the_message_and_decide(client, question, admin_user):

@@ -100,3 +100,43 @@ def test_mistakes_are_pages_that_say_what_is_wrong_never_a_500(alice, client):
     assert client.post(path, {"decision": "reject", "comment": "no"}).status_code == 302
     again = client.post(path, {"decision": "approve"})
     assert again.status_code == 409 and f"Approval {approval.pk} is already rejected." in again.content.decode()
+
+
+XSS = '<script>window.pwned = 1</script>"><img src=x onerror=alert(1)>'
+
+
+def test_the_inbox_lists_what_the_user_may_decide_with_the_decision_inline_and_escaped(alice):
+    mine = waiting_approval()[1]
+    Approval.objects.filter(pk=mine.pk).update(message=XSS)
+    wf = workflow(steps({"id": "other", "type": "approval", "params": {"approvers": {"users": ["bob"]}}}))
+    run_start(workflow=wf)  # bob's, not alice's
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/approvals/").content.decode()
+    assert re.findall(r'data-approval="(\d+)"', page) == [str(mine.pk)]
+    assert "<script>window.pwned" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
+    assert 'value="approve"' in page and 'value="reject"' in page and "csrfmiddlewaretoken" in page
+    assert '<script defer src="/static/chordflow/inbox.js">' in page
+    rows = client.get("/approvals/?rows=1").content.decode()
+    assert rows.lstrip().startswith("<tr") and "<html" not in rows and f'data-approval="{mine.pk}"' in rows
+
+
+def test_an_inline_decision_answers_json_and_a_second_one_a_clear_conflict(alice):
+    run, approval = waiting_approval()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/approvals/")  # sets the CSRF cookie, as the page does
+    url = f"/approvals/{approval.pk}/decide/"
+    refused = client.post(url, {"decision": "approve"}, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 403  # no CSRF token: nothing decided
+    form = {"decision": "approve", "comment": "fine", "csrfmiddlewaretoken": csrf(client)}
+    decided = client.post(url, form, HTTP_ACCEPT="application/json")
+    assert decided.status_code == 200 and decided.json() == {
+        "ok": True, "message": "Recorded: approve. The run continues from here.",
+    }  # fmt: skip
+    again = client.post(url, form, HTTP_ACCEPT="application/json")
+    assert again.status_code in (403, 409) and again.json()["ok"] is False and again.json()["message"]
+    wrong = client.post(url, {**form, "decision": "maybe"}, HTTP_ACCEPT="application/json")
+    assert wrong.status_code in (400, 403, 409) and wrong.json()["ok"] is False
+    assert wait_for_run(run.pk).status == RunStatus.SUCCEEDED
+    assert 'data-approval="' not in client.get("/approvals/?rows=1").content.decode()

@@ -66,9 +66,10 @@ def test_anonymous_users_without_permission_and_unknown_runs_are_refused_with_a_
             await close_code("/ws/runs/00000000-0000-0000-0000-000000000000/", viewer),
             await close_code("/ws/runs/not-a-run/", viewer),
             await close_code("/ws/elsewhere/", viewer),
+            await close_code("/ws/approvals/", nobody),
         ]
 
-    assert async_to_sync(scenario)() == [4401, 4401, 4403, 4403, 4404, 4404, 4404]
+    assert async_to_sync(scenario)() == [4401, 4401, 4403, 4403, 4404, 4404, 4404, 4401]
 
 
 def test_a_cross_origin_page_cannot_open_the_socket():
@@ -97,22 +98,26 @@ def test_a_run_socket_receives_the_runs_events_in_order_after_they_commit():
     )
     run, _ = run_start(workflow=wf)
     wait_for_run(run.pk, statuses={RunStatus.WAITING})
-    viewer = cookie_for(user_with("executions.view_run"))
+    viewer, approver = cookie_for(user_with("executions.view_run")), cookie_for(people[0])
 
     async def scenario():
         socket = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=viewer)
         overview = WebsocketCommunicator(application, "/ws/runs/", headers=viewer)
-        assert (await socket.connect())[0] and (await overview.connect())[0]
+        inbox = WebsocketCommunicator(application, "/ws/approvals/", headers=approver)
+        assert (await socket.connect())[0] and (await overview.connect())[0] and (await inbox.connect())[0]
         approval = await sync_to_async(Approval.objects.get)(run=run)
         await sync_to_async(approval_decide)(approval_id=approval.pk, user=people[0], decision="approve")
         finished = lambda item: item["type"] == "run.succeeded"  # noqa: E731
         frames = await frames_until(socket, finished)
         summary = await frames_until(overview, finished)
+        hints = await inbox.receive_json_from(timeout=5)
         await socket.disconnect()
         await overview.disconnect()
-        return frames, summary
+        await inbox.disconnect()
+        return frames, summary, hints
 
-    frames, summary = async_to_sync(scenario)()
+    frames, summary, hints = async_to_sync(scenario)()
+    assert hints == [{"type": "approvals.changed"}]  # to any approver; no run, step or name in it
     received = [item for frame in frames for item in frame]
     decided_at = RunEvent.objects.get(run=run, kind="approval.decided").pk
     recorded = list(RunEvent.objects.filter(run=run, id__gte=decided_at).values_list("id", "kind"))
