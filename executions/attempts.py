@@ -26,7 +26,7 @@ from executions.selectors import run_facts
 from executions.states import StepMove
 from workflows import limits, secrets
 from workflows.actions import ActionContext, get_action
-from workflows.exceptions import PermanentError, RetryableError
+from workflows.exceptions import AttemptCancelled, PermanentError, RetryableError
 from workflows.services import version_spec_by_id
 from workflows.spec import StepSpec
 
@@ -81,6 +81,11 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
         _check_json(output)
     except SoftTimeLimitExceeded:
         failure = Failure("TimeoutError", f"attempt {attempt} ran past the step's timeout of {step.timeout:g}s", True)
+    except AttemptCancelled as exc:
+        if context.cancelled():  # the cancel ended this attempt's row already: nothing to record
+            logger.info("step run %s attempt %s stopped after its cancel", step_run_id, attempt)
+            return None
+        failure = Failure(type(exc).__name__, str(exc), False)  # raised without a cancel: a plain failure
     except PermanentError as exc:
         failure = Failure(type(exc).__name__, str(exc), False)
     except RetryableError as exc:
@@ -141,9 +146,9 @@ def _succeed(row: StepRun, output: Any) -> None:
     fields = {"output": output, "finished_at": timezone.now(), **_NO_ERROR}
     if not transitions.move_step(
         StepMove.SUCCEED, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index, fields=fields,
-        attempt=row.attempts,
+        attempt=row.attempts, of_attempt=row.attempts,
     ):  # fmt: skip
-        return  # cancelled meanwhile, or a duplicate: nothing changes
+        return  # cancelled meanwhile, a duplicate, or a newer attempt owns the row: nothing changes
     if row.parent_id is None:
         advance_locked(row.run_id, succeeded=row.step_id)
     else:
@@ -179,6 +184,7 @@ def _retry_later(row: StepRun, failure: Failure, delay: float, fields: dict) -> 
     return transitions.move_step(
         StepMove.RETRY_LATER, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index,
         message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts, delay=round(delay, 3),
+        of_attempt=row.attempts,
     )  # fmt: skip
 
 
@@ -204,6 +210,6 @@ def _fail(row: StepRun, step: StepSpec, failure: Failure) -> None:
     }
     if transitions.move_step(
         StepMove.FAIL, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index,
-        message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts,
+        message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts, of_attempt=row.attempts,
     ):  # fmt: skip
         branch_failed(branch=row, step=step, error=error)

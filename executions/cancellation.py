@@ -118,24 +118,32 @@ def _running(ids: frozenset[str]) -> list:
 
 
 def _terminate(state, ids: frozenset[str]) -> None:
-    running = _running(ids)
-    for request in running:
+    doomed = []
+    for request in _running(ids):
         logger.warning("task %s ignored its cancellation for the grace: terminating it", request.id)
+        # The pool's job for this task, taken before terminate(): terminating removes the request
+        # from the worker's active requests, so only the job can say later whether it still runs.
+        job = request._apply_result() if request._apply_result is not None else None
+        pid = request.worker_pid
         try:
             request.terminate(state.consumer.pool, signal=signal.SIGTERM)
         except NotImplementedError:  # solo and threads pools cannot terminate a task
             logger.warning("the %s pool cannot terminate task %s", type(state.consumer.pool).__name__, request.id)
             return
-    if running:
-        state.consumer.timer.call_after(KILL_AFTER_SECONDS, _kill, (state, ids))
+        if job is not None and pid:
+            doomed.append((request.id, pid, job))
+    if doomed:
+        state.consumer.timer.call_after(KILL_AFTER_SECONDS, _kill, (state, doomed))
 
 
-def _kill(state, ids: frozenset[str]) -> None:
-    """SIGKILL the pool processes still running one of `ids` after SIGTERM (an action that handles it).
+def _kill(state, doomed: list) -> None:
+    """SIGKILL the pool processes still running their task after SIGTERM (an action that handles it).
 
-    Looked up again, so that a process that ended its task and took another one is left alone.
+    Only while the pool's job for that task is unfinished and still on that process: a process that
+    ended its task (and may run another one now) is left alone.
     """
-    for request in _running(ids):
-        if request.worker_pid:
-            logger.warning("task %s survived SIGTERM: killing pool process %s", request.id, request.worker_pid)
-            state.consumer.pool.terminate_job(request.worker_pid, signal.SIGKILL)
+    for task_id, pid, job in doomed:
+        if job.ready() or pid not in job.worker_pids():
+            continue
+        logger.warning("task %s survived SIGTERM: killing pool process %s", task_id, pid)
+        state.consumer.pool.terminate_job(pid, signal.SIGKILL)

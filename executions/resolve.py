@@ -43,6 +43,8 @@ def step_give_up(
     fields = {"error_type": error["type"], "error_message": summary or error["message"], "error_traceback": traceback}
     message = summary or f"{error['type']}: {error['message']}"
     key = {"run_id": run_id, "step": step.id}
+    if attempt is not None:  # an attempt's own failure: only while its row still runs that attempt
+        key["of_attempt"] = attempt
     escalate = step_types.escalation_handler() if allow_escalation and step.on_failure == ON_FAILURE_ESCALATE else None
     if escalate is not None:
         fields["next_retry_at"] = None

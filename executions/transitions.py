@@ -42,8 +42,13 @@ def move_steps(
     return changed
 
 
-def move_step(move: Transition, step_run_id: int, **kwargs: Any) -> bool:
-    return move_steps(move, StepRun.objects.filter(pk=step_run_id), **kwargs) == 1
+def move_step(move: Transition, step_run_id: int, *, of_attempt: int | None = None, **kwargs: Any) -> bool:
+    """`of_attempt`: only while the row still runs that attempt. An attempt's own outcome passes it, so
+    that a stale attempt (its row re-queued by the sweep and claimed again meanwhile) records nothing."""
+    rows = StepRun.objects.filter(pk=step_run_id)
+    if of_attempt is not None:
+        rows = rows.filter(attempts=of_attempt)
+    return move_steps(move, rows, **kwargs) == 1
 
 
 def move_run(move: Transition, run_id: Any, *, fields: dict[str, Any] | None = None, **data: Any) -> bool:

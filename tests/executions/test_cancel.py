@@ -58,6 +58,21 @@ def test_an_action_that_ignores_cancel_is_terminated_after_the_grace_and_never_r
     assert wait_for_run(quick.pk, timeout=20).status == RunStatus.SUCCEEDED
 
 
+def test_an_action_that_ignores_sigterm_too_is_killed_after_the_grace(celery_worker):
+    deaf = workflow(
+        steps({"id": "deaf", "action": "test.ignore_cancel", "params": {"seconds": 60, "ignore_sigterm": True}})
+    )
+    run, _ = run_start(workflow=deaf)
+    wait_until(lambda: _count(started_key(str(run.pk), "deaf")) == 1, timeout=20, what="the attempt started")
+    pool = _pool(celery_worker)
+    run_cancel(run_id=run.pk, by="user:test")
+    celery_worker.wait_idle(timeout=20)  # SIGTERM does nothing; SIGKILL follows it
+    wait_until(lambda: _pool(celery_worker) not in ([], pool), what="the pool replacing the killed process")
+    assert len(_pool(celery_worker)) == celery_worker.concurrency
+    assert _count(executions_key(str(run.pk), "deaf")) == 0
+    assert wait_for_run(run.pk).status == RunStatus.CANCELLED
+
+
 def test_context_cancelled_turns_true_when_the_run_is_cancelled(celery_worker):
     polite = workflow(steps({"id": "polite", "action": "test.until_cancelled", "params": {"seconds": 30}}))
     run, _ = run_start(workflow=polite)

@@ -293,3 +293,19 @@ def wf_step(run, step_id):
     from workflows.services import version_spec
 
     return version_spec(run.version).step(step_id)
+
+
+@pytest.mark.parametrize("end", ["succeed", "fail", "retry"])
+def test_a_stale_attempt_changes_nothing_once_its_row_runs_a_newer_one(end):
+    run, _ = run_start(
+        workflow=workflow(
+            steps({"id": "a", "action": "test.superseded", "params": {"end": end}}, defaults={"queue": NOWHERE})
+        )
+    )
+    row = step_row(run, "a")
+    events_before = RunEvent.objects.filter(run=run).count()
+    assert attempts.step_execute(step_run_id=row.pk, attempt=1) is None
+    row.refresh_from_db()
+    # attempt 2 owns the row now: attempt 1's outcome (output, failure or retry) is not recorded
+    assert (row.status, row.attempts, row.output, row.error_type) == (StepStatus.RUNNING, 2, None, "")
+    assert list(RunEvent.objects.filter(run=run).values_list("kind", flat=True))[events_before:] == ["step.started"]

@@ -1,6 +1,7 @@
 """Actions only the tests register (WORKFLOWS_ACTION_MODULES in the test settings)."""
 
 import os
+import signal
 import time
 
 import redis
@@ -98,7 +99,10 @@ def answers_key(run_id: str, step_id: str) -> str:
 
 @action("test.ignore_cancel")
 def ignore_cancel(params, context):
-    """Counts its start, naps for `seconds` without ever asking context.cancelled(), then counts an execution."""
+    """Counts its start, naps for `seconds` without ever asking context.cancelled(), then counts an execution.
+    With `ignore_sigterm`, its process ignores SIGTERM too (as an action that installs its own handler)."""
+    if params.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     counter().incr(started_key(context.run_id, context.step_id))
     deadline = time.monotonic() + params["seconds"]
     while time.monotonic() < deadline:
@@ -119,3 +123,21 @@ def until_cancelled(params, context):
             return {"cancelled": True}
         time.sleep(0.05)
     return {"cancelled": False}
+
+
+@action("test.superseded")
+def superseded(params, context):
+    """While it runs, its row moves on to the next attempt (a sweep re-queued it and another worker claimed
+    it), then it ends as `params["end"]` says: its outcome is stale and must change nothing."""
+    from django.db.models import F
+
+    from executions.models import StepRun
+
+    StepRun.objects.filter(run_id=context.run_id, step_id=context.step_id, branch_index=context.branch_index).update(
+        attempts=F("attempts") + 1
+    )
+    if params["end"] == "fail":
+        raise PermanentError("a stale attempt's failure")
+    if params["end"] == "retry":
+        raise RetryableError("a stale attempt's retry")
+    return {"stale": True}
