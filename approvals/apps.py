@@ -9,10 +9,11 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         from approvals.definition import validate_approval_params
-        from approvals.services import approval_request, escalation_request
-        from executions import step_types
+        from approvals.services import approval_request, approvals_purge, escalation_request
+        from executions import retention, step_types
         from workflows.definition import register_step_type
 
+        retention.on_purge(approvals_purge)
         register_step_type("approval", validate_approval_params)
         step_types.register("approval", approval_request)
         step_types.register_escalation(escalation_request)

@@ -233,3 +233,9 @@ def _expire_one(approval_id: int, now) -> str:
 
 def _iso(value) -> str | None:
     return value.isoformat() if value else None
+
+
+def approvals_purge(run_ids: list) -> None:
+    """Retention deletes these runs: their approvals and decisions go first (in its transaction)."""
+    Decision.objects.filter(approval__run_id__in=run_ids).delete()
+    Approval.objects.filter(run_id__in=run_ids).delete()

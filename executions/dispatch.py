@@ -30,6 +30,7 @@ STEP_JOIN = "executions.step_join"
 PUBLISH_FAN_OUT = "executions.publish_fan_out"
 SWEEP = "executions.sweep"
 SCHEDULE_TICK = "executions.schedule_tick"
+PURGE_RUNS = "executions.purge_runs"
 
 
 def new_task_id() -> str:

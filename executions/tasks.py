@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from executions import advance, attempts, branches, dispatch, schedules, selectors, sweeper
+from executions import advance, attempts, branches, dispatch, retention, schedules, selectors, sweeper
 from workflows.definition import MAX_ATTEMPTS_LIMIT
 
 # Failures of our own infrastructure (a locked SQLite file, a dropped PostgreSQL connection) are
@@ -72,3 +72,9 @@ def sweep() -> dict:
 def schedule_tick() -> dict:
     """Run by beat every CHORDFLOW_SCHEDULE_TICK seconds: fire the schedules that are due."""
     return schedules.schedule_tick()
+
+
+@shared_task(name=dispatch.PURGE_RUNS, ignore_result=True, send_events=False)
+def purge_runs() -> dict:
+    """Run by beat (hourly): delete finished runs past their retention, a batch per transaction."""
+    return dict(retention.purge_runs())

@@ -26,7 +26,11 @@ from workflows.spec import (
 
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-TOP_KEYS = {"name", "description", "input_schema", "example_input", "defaults", "steps", "output", "escalate_to"}
+TOP_KEYS = {
+    "name", "description", "input_schema", "example_input", "defaults", "steps", "output", "escalate_to",
+    "retention_days",
+}  # fmt: skip
+MAX_RETENTION_DAYS = 100 * 365
 DEFAULT_KEYS = {"retry", "timeout", "queue", "on_failure"}
 STEP_KEYS = {"id", "description", "type", "action", "depends_on", "params", "when", "for_each", *DEFAULT_KEYS}
 RETRY_KEYS = {"max_attempts", "backoff", "backoff_max", "jitter"}
@@ -317,6 +321,12 @@ class _Validator:
         escalate_to = d.get("escalate_to")
         if escalate_to is not None:
             self.problems.extend(people_problems(escalate_to, "escalate_to"))
+        retention = d.get("retention_days")
+        if retention is not None and (
+            not isinstance(retention, int) or isinstance(retention, bool) or not 0 <= retention <= MAX_RETENTION_DAYS
+        ):
+            self.problem("retention_days", f"must be a whole number of days from 0 to {MAX_RETENTION_DAYS}")
+            retention = None
         if self.problems:
             raise DefinitionError(self.problems)
         return WorkflowSpec(
@@ -327,6 +337,7 @@ class _Validator:
             output=d.get("output"),
             escalate_to=escalate_to,
             output_reads=output_reads,
+            retention_days=retention,
         )
 
     def check_graph(self, steps: list[StepSpec], paths: dict[str, str]) -> None:

@@ -66,6 +66,7 @@ class WorkflowSpec:
     output: Any = None
     escalate_to: dict | None = None  # {"users": [...], "groups": [...]}: who resolves escalations
     output_reads: frozenset[str] = frozenset()  # step ids the run's output expression reads
+    retention_days: int | None = None  # finished runs older than this are deleted (None: the setting)
 
     def step(self, step_id: str) -> StepSpec:
         return self.steps_by_id[step_id]

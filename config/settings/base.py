@@ -231,7 +231,12 @@ CELERY_BEAT_SCHEDULE = {
     "chordflow-schedules": {"task": "executions.schedule_tick", "schedule": float(CHORDFLOW_SCHEDULE_TICK)},
     "chordflow-sweep": {"task": "executions.sweep", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
     "chordflow-approvals-expire": {"task": "approvals.expire", "schedule": float(CHORDFLOW_SWEEP_INTERVAL)},
+    "chordflow-retention": {"task": "executions.purge_runs", "schedule": 3600.0},
 }
+# Retention: finished runs older than this many days (a workflow's `retention_days` overrides it) are
+# deleted by the chordflow-retention task, CHORDFLOW_RETENTION_BATCH runs per transaction.
+CHORDFLOW_RETENTION_DAYS = env_int("CHORDFLOW_RETENTION_DAYS", 30)
+CHORDFLOW_RETENTION_BATCH = env_int("CHORDFLOW_RETENTION_BATCH", 500)
 # Flower's address, for the admin's links from a step to its task (none when empty).
 CHORDFLOW_FLOWER_URL = env_str("CHORDFLOW_FLOWER_URL", "")
 # Links in approval emails point here.
