@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
+from executions import concurrency
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
@@ -36,7 +37,7 @@ VIEW_PERMISSION = "executions.view_run"
 CANCEL_PERMISSION = "executions.cancel_run"
 EVENT_KINDS = sorted(
     {move.event for move in transitions(StepMove) + transitions(RunMove) if move.event}
-    | {"approval.requested", "approval.decided", "approval.expired", "approval.escalated"}
+    | {"run.queued", "approval.requested", "approval.decided", "approval.expired", "approval.escalated"}
 )
 RETRY_PERMISSION = "executions.retry_run"
 RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
@@ -214,8 +215,8 @@ class RunAdmin(ReadOnlyAdmin):
     actions = ["cancel_runs", "retry_runs"]
     inlines = [StepInline]
     fields = [
-        "id", "workflow", "version_number", "status_colored", "started_by", "idempotency_key", "schedule",
-        "nominal_time", "created", "started", "finished", "duration", "input_pretty", "output_pretty",
+        "id", "workflow", "version_number", "status_colored", "pending_reason", "started_by", "idempotency_key",
+        "schedule", "nominal_time", "created", "started", "finished", "duration", "input_pretty", "output_pretty",
         "error_pretty", "events",
     ]  # fmt: skip
     readonly_fields = fields
@@ -250,6 +251,10 @@ class RunAdmin(ReadOnlyAdmin):
     @admin.display(description="run", ordering="id")
     def short_id(self, obj):
         return format_html('<span data-run="{}">{}</span>', obj.pk, str(obj.pk)[:8])  # the live list finds rows by it
+
+    @admin.display(description="waiting for")
+    def pending_reason(self, obj):
+        return concurrency.pending_reason(obj) or "-"
 
     @admin.display(description="version", ordering="version__number")
     def version_number(self, obj):

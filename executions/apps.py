@@ -8,10 +8,11 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from executions import broadcast, events, schedules, signals, transitions
+        from executions import broadcast, concurrency, events, schedules, signals, transitions
         from workflows.sections import register_section
 
         signals.connect()
         events.subscribe(broadcast.publish)
         transitions.on_run_finish(schedules.release_buffered)
+        transitions.on_run_finish(concurrency.release)
         register_section("schedules", schedules.schedules_load)

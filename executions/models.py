@@ -28,6 +28,9 @@ class Run(models.Model):
         "executions.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
     nominal_time = models.DateTimeField(null=True, blank=True, help_text="The schedule's fire time that started it.")
+    concurrency_key = models.CharField(  # noqa: DJ001 (NULL: the workflow has no concurrency limit)
+        max_length=200, null=True, blank=True, help_text="Its concurrency bucket (its workflow's `concurrency.key`)."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -43,6 +46,11 @@ class Run(models.Model):
             )
         ]
         indexes = [
+            models.Index(
+                fields=["workflow", "concurrency_key", "status", "created_at"],
+                condition=Q(concurrency_key__isnull=False),
+                name="run_concurrency_bucket",
+            ),
             models.Index(fields=["schedule", "status"], name="run_schedule_status"),
             models.Index(fields=["status", "created_at"], name="run_status_created"),
             models.Index(fields=["workflow", "created_at"], name="run_workflow_created"),
@@ -170,3 +178,18 @@ class ScheduleFire(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.nominal_time.isoformat()}: {self.outcome}"
+
+
+class ConcurrencyBucket(models.Model):
+    """One row per workflow and concurrency key: starts and finishes of its runs lock it (SELECT … FOR
+    UPDATE), so counting its running runs and starting the next are one decision at a time. The runs'
+    rows are the truth; the bucket holds no count that a crash could leave wrong."""
+
+    workflow = models.ForeignKey("workflows.Workflow", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workflow", "key"], name="concurrency_bucket_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}:{self.key}"

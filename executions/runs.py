@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from executions import events, planning, transitions
+from executions import concurrency, events, planning, transitions
 from executions.advance import LIGHT_STEP_FIELDS, advance_rows, apply
 from executions.dispatch import advance_on_commit
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
@@ -53,6 +53,7 @@ def run_start(
         if existing is not None:
             return existing, False
     # Expressions are evaluated here, before any lock is taken: a slow one delays only this start.
+    bucket = concurrency.bucket_key(spec, run_input)
     run_id = uuid.uuid4()
     view = RunView(id=run_id, workflow=workflow.slug, input=run_input, status=R.RUNNING)
     inline = limits.limit("CHORDFLOW_START_INLINE_BRANCHES")
@@ -73,8 +74,18 @@ def run_start(
                 created_by=created_by,
                 schedule=schedule,
                 nominal_time=nominal_time,
+                concurrency_key=bucket,
             )
             rows = StepRun.objects.bulk_create([StepRun(run=run, step_id=step.id) for step in spec.steps])
+            if bucket is not None:
+                decision, why = concurrency.admit(run, spec.concurrency)
+                if decision == concurrency.QUEUE:  # pending until a run of its bucket ends
+                    events.record(run.pk, "run.queued", status=R.PENDING, message=why)
+                if decision == concurrency.CANCEL:
+                    transitions.run_finish(run_id=run.pk, status=R.CANCELLED, by="concurrency", reason=why)
+                if decision != concurrency.START:
+                    run.refresh_from_db()
+                    return run, True
             transitions.move_run(RunMove.START, run.pk, fields={"started_at": timezone.now()}, version=version.number)
             run.status = R.RUNNING
             if not first.complete:

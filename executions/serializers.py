@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.rest import InstantField, StrictSerializer
+from executions import concurrency
 from executions.models import Run, RunEvent, StepRun
 from executions.states import RunStatus
 
@@ -112,9 +113,16 @@ class RunOutput(serializers.ModelSerializer):
 
 class RunDetailOutput(RunOutput):
     steps = StepOutput(many=True, source="step_list")
+    pending_reason = serializers.SerializerMethodField(
+        help_text='Why a pending run waits: "waiting for a concurrency slot: 5 of 5 running for 42".'
+    )
 
     class Meta(RunOutput.Meta):
-        fields = [*RunOutput.Meta.fields, "steps"]
+        fields = [*RunOutput.Meta.fields, "pending_reason", "steps"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_pending_reason(self, run: Run) -> str | None:
+        return concurrency.pending_reason(run)
 
 
 class BlankAsNullCharField(serializers.CharField):

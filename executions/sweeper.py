@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from executions import attempts, transitions
+from executions import attempts, concurrency, transitions
 from executions.advance import run_advance
 from executions.branches import step_join
 from executions.dispatch import new_task_id, queue_depth, step_signature
@@ -39,6 +39,7 @@ def sweep(now=None) -> dict[str, int]:
         "attempts_expired": expire_overdue_attempts(now),
         "joined": join_finished_maps(),
         "runs_advanced": advance_stalled_runs(now),
+        "runs_admitted": concurrency.restore(),
     }
     if any(counts.values()):
         logger.info("sweep repaired: %s", counts)

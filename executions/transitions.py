@@ -176,8 +176,8 @@ def run_finish(
         reason = reason or f"the run failed: {error['message']}"
         data = {"message": error["message"], "error": error}
     elif status == RunStatus.CANCELLED:
+        data = {"by": by, "message": reason} if reason else {"by": by}  # why, when the engine cancelled it
         reason = reason or (f"cancelled by {by}" if by else "cancelled")
-        data = {"by": by}
     if status != RunStatus.SUCCEEDED:
         steps_cancel(StepRun.objects.filter(run_id=run_id), run_id=run_id, reason=reason)
     events.record(run_id, move.event, status=move.target, **data)

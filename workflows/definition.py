@@ -13,12 +13,15 @@ from jsonschema.exceptions import SchemaError
 from workflows import actions, expressions, graph, limits
 from workflows.exceptions import DefinitionError, ExpressionError, InputValidationError, Problem
 from workflows.spec import (
+    CONCURRENCY_QUEUE,
+    CONCURRENCY_STRATEGIES,
     DEFAULT_QUEUE,
     DEFAULT_TIMEOUT_SECONDS,
     ON_FAILURE_CHOICES,
     ON_FAILURE_ESCALATE,
     ON_FAILURE_FAIL_RUN,
     STEP_TYPE_ACTION,
+    Concurrency,
     RetryPolicy,
     StepSpec,
     WorkflowSpec,
@@ -28,9 +31,11 @@ STEP_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 TOP_KEYS = {
     "name", "description", "input_schema", "example_input", "defaults", "steps", "output", "escalate_to",
-    "retention_days",
+    "retention_days", "concurrency",
 }  # fmt: skip
 MAX_RETENTION_DAYS = 100 * 365
+CONCURRENCY_KEYS = {"limit", "key", "strategy"}
+MAX_CONCURRENCY_LIMIT = 10_000
 DEFAULT_KEYS = {"retry", "timeout", "queue", "on_failure"}
 STEP_KEYS = {"id", "description", "type", "action", "depends_on", "params", "when", "for_each", *DEFAULT_KEYS}
 RETRY_KEYS = {"max_attempts", "backoff", "backoff_max", "jitter"}
@@ -327,6 +332,7 @@ class _Validator:
         ):
             self.problem("retention_days", f"must be a whole number of days from 0 to {MAX_RETENTION_DAYS}")
             retention = None
+        concurrency = self.concurrency(d.get("concurrency"))
         if self.problems:
             raise DefinitionError(self.problems)
         return WorkflowSpec(
@@ -338,7 +344,34 @@ class _Validator:
             escalate_to=escalate_to,
             output_reads=output_reads,
             retention_days=retention,
+            concurrency=concurrency,
         )
+
+    def concurrency(self, raw: Any) -> Concurrency | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.problem("concurrency", "must be an object: {limit: N, key: '{{ input.… }}', strategy: queue}")
+            return None
+        self.unknown_keys(raw, CONCURRENCY_KEYS, "concurrency")
+        limit = raw.get("limit")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+            self.problem("concurrency.limit", f"must be a whole number from 1 to {MAX_CONCURRENCY_LIMIT}")
+            limit = 1
+        key = raw.get("key")
+        if key is not None:
+            if not isinstance(key, str) or not expressions.has_expression(key):
+                self.problem(
+                    "concurrency.key", "must be a string holding an expression, e.g. '{{ input.customer_id }}'"
+                )
+                key = None
+            else:
+                self.expressions_in(key, "concurrency.key", allowed_names={"input"}, allowed_steps=None)
+        strategy = raw.get("strategy", CONCURRENCY_QUEUE)
+        if strategy not in CONCURRENCY_STRATEGIES:
+            self.problem("concurrency.strategy", f"must be one of {', '.join(CONCURRENCY_STRATEGIES)}")
+            strategy = CONCURRENCY_QUEUE
+        return Concurrency(limit=limit, key=key, strategy=strategy)
 
     def check_graph(self, steps: list[StepSpec], paths: dict[str, str]) -> None:
         known = self.step_ids = set(paths)

@@ -36,6 +36,22 @@ class RetryPolicy:
         return ceiling
 
 
+CONCURRENCY_QUEUE = "queue"  # a run over the limit waits (pending) for a slot of its bucket
+CONCURRENCY_CANCEL_NEWEST = "cancel_newest"  # the new run is cancelled at once
+CONCURRENCY_CANCEL_IN_PROGRESS = "cancel_in_progress"  # the bucket's oldest running run is cancelled
+CONCURRENCY_STRATEGIES = (CONCURRENCY_QUEUE, CONCURRENCY_CANCEL_NEWEST, CONCURRENCY_CANCEL_IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """At most `limit` runs of a bucket running (or waiting) at once; `key` (an expression over the input)
+    splits the workflow into buckets, one bucket without it."""
+
+    limit: int
+    key: str | None = None
+    strategy: str = CONCURRENCY_QUEUE
+
+
 @dataclass(frozen=True)
 class StepSpec:
     id: str
@@ -67,6 +83,7 @@ class WorkflowSpec:
     escalate_to: dict | None = None  # {"users": [...], "groups": [...]}: who resolves escalations
     output_reads: frozenset[str] = frozenset()  # step ids the run's output expression reads
     retention_days: int | None = None  # finished runs older than this are deleted (None: the setting)
+    concurrency: Concurrency | None = None
 
     def step(self, step_id: str) -> StepSpec:
         return self.steps_by_id[step_id]
