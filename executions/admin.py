@@ -126,6 +126,14 @@ def seconds_between(start, end) -> str:
     return f"{(end - start).total_seconds():.3f} s"
 
 
+def safe_next(request) -> str:
+    """The posted `next` when it is a page of this site; "" otherwise (a javascript: URL, another host)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return ""
+
+
 def branch_row(branch: StepRun) -> tuple:
     link = reverse("admin:executions_steprun_change", args=[branch.pk])
     return branch, colored(branch.status), link, seconds_between(branch.started_at, branch.finished_at)
@@ -411,10 +419,8 @@ class RunAdmin(ReadOnlyAdmin):
 
     def _back(self, request):
         """Back to the page the button was on (a run's page), or to the list."""
-        target = request.POST.get("next", "")
-        if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-            return HttpResponseRedirect(target)
-        return None
+        target = safe_next(request)
+        return HttpResponseRedirect(target) if target else None
 
     @admin.action(description="Cancel the selected runs")
     def cancel_runs(self, request, queryset):
@@ -432,7 +438,7 @@ class RunAdmin(ReadOnlyAdmin):
                 "select_across": request.POST.get("select_across") == "1",
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
                 "grace": settings.CHORDFLOW_CANCEL_GRACE,
-                "next": request.POST.get("next", ""),
+                "next": safe_next(request) or reverse("admin:executions_run_changelist"),
             }
             return TemplateResponse(request, "admin/executions/run/cancel_confirmation.html", context)
         return self._act(request, queryset, run_cancel, "cancelled", CANCEL_PERMISSION)

@@ -126,6 +126,13 @@ def test_cancelling_from_the_admin_asks_for_confirmation_first(admin_client, wf)
     assert 'name="post" value="yes"' in page and f'name="_selected_action" value="{run.pk}"' in page
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING  # nothing happens until the page is confirmed
+    # "No, take me back" goes only to a page of this site, never to a posted javascript: or foreign URL
+    for evil in ("javascript:alert(document.cookie)", "https://evil.example/phish"):
+        back = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk], "next": evil})
+        assert (
+            evil not in back.content.decode()
+            and f'href="{changelist}" class="button cancel-link"' in back.content.decode()
+        )
 
     confirmed = admin_client.post(changelist, {"action": "cancel_runs", "_selected_action": [run.pk], "post": "yes"})
     assert confirmed.status_code == 302

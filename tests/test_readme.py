@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 from django.contrib.auth.models import User
@@ -74,7 +75,7 @@ def test_the_readme_curl_examples_answer_as_it_says(tmp_path):
         # TOKEN=… and H=…: run them and keep what they set
         setup = [c for c in commands if c.startswith(("TOKEN=", "H="))]
         assert setup[0] == "TOKEN=$(.venv/bin/python manage.py drf_create_token admin | awk '{print $3}')"
-        result = sh("; ".join([*setup, 'echo "$H"']), env)
+        result = sh("; ".join([*setup, 'echo "$H"']).replace(".venv/bin/python", sys.executable), env)
         assert result.returncode == 0, result.stderr
         env["H"] = result.stdout.strip().splitlines()[-1]
         assert re.fullmatch(r"Authorization: Token [0-9a-f]{40}", env["H"]), result.stdout
@@ -142,7 +143,7 @@ def test_the_readme_load_workflows_example_prints_what_it_shows(tmp_path):
     assert command == ".venv/bin/python manage.py load_workflows docs/examples/broken.yaml"
     # As a developer runs it: local settings (the built-in actions only), beside a Redis, on a fresh database.
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL"}}
-    result = sh(command, {**env, "CHORDFLOW_VAR_DIR": str(tmp_path)})
+    result = sh(command.replace(".venv/bin/python", sys.executable), {**env, "CHORDFLOW_VAR_DIR": str(tmp_path)})
     assert result.returncode == 1
     assert (result.stdout + result.stderr).strip().splitlines() == shown
 

@@ -1,14 +1,13 @@
 """What Flower sees: the task events a real worker sends, as Flower receives them."""
 
 import threading
-import time
 
 import pytest
 
 from config.celery_app import app
 from executions.services import run_start
 from executions.states import RunStatus
-from tests.support.runs import steps, wait_for_run, workflow
+from tests.support.runs import steps, wait_for_run, wait_until, workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,13 +37,22 @@ class EventLog:
     def received(self, name: str) -> list[dict]:
         return [e for e in self.events if e["type"] == "task-received" and e.get("name") == name]
 
+    def heartbeat(self, node: str) -> None:
+        """Wait for the next heartbeat of `node`: its events are on, and whatever it sent before is here."""
+        seen = len(self.events)
+        wait_until(
+            lambda: any(e["type"] == "worker-heartbeat" and e["hostname"] == node for e in self.events[seen:]),
+            timeout=15,
+            what=f"a heartbeat event from {node}",
+        )
+
 
 @pytest.fixture
 def events(celery_worker):
     app.control.enable_events(destination=[celery_worker.node])
     try:
         with EventLog() as log:
-            time.sleep(0.5)  # the worker turns its events on
+            log.heartbeat(celery_worker.node)  # the worker has turned its events on
             yield log
     finally:
         app.control.disable_events(destination=[celery_worker.node])
@@ -62,7 +70,7 @@ def test_flower_sees_which_step_a_task_is_even_on_a_retry_and_no_housekeeping(ev
     app.signature("executions.sweep").apply_async()
     app.signature("approvals.expire").apply_async()
     celery_worker.wait_idle()
-    time.sleep(0.5)  # the last events in flight
+    events.heartbeat(celery_worker.node)  # sent after the last task's events: they are all here
     short = str(run.pk)[:8]
     labels = [e["args"] for e in events.received("executions.step_execute")]
     assert labels == [f"shop run {short} step charge attempt 1", f"shop run {short} step charge attempt 2"]
