@@ -31,6 +31,7 @@ PUBLISH_FAN_OUT = "executions.publish_fan_out"
 SWEEP = "executions.sweep"
 SCHEDULE_TICK = "executions.schedule_tick"
 PURGE_RUNS = "executions.purge_runs"
+RATE_RELEASE = "executions.rate_release"
 
 
 def new_task_id() -> str:
@@ -38,13 +39,30 @@ def new_task_id() -> str:
 
 
 def step_signature(
-    *, step_run_id: int, attempt: int, step: StepSpec, task_id: str, run_id: Any = None, branch: int | None = None
+    *,
+    step_run_id: int,
+    attempt: int,
+    step: StepSpec,
+    task_id: str,
+    run_id: Any = None,
+    branch: int | None = None,
+    late_after: float | None = None,
 ):
     """A step's task. Its arguments are ids; `argsrepr` says what they mean, for Flower and the logs:
-    "shop-orders run 1a2b3c4d step charge branch 3 attempt 1" instead of "(519, 1)"."""
+    "shop-orders run 1a2b3c4d step charge branch 3 attempt 1" instead of "(519, 1)".
+
+    A rate-limited step's task asks for a slot before it starts (executions.ratelimit), unless it is
+    published at the slot it was given: then it starts unless it is later than `late_after`."""
+    if step.rate_limit is None:
+        kwargs = {}
+    elif late_after is None:
+        kwargs = {"rate_limited": True}
+    else:
+        kwargs = {"late_after": late_after}
     return app.signature(
         STEP_EXECUTE,
         args=(step_run_id, attempt),
+        kwargs=kwargs,
         task_id=task_id,
         queue=step.queue,
         soft_time_limit=step.timeout,

@@ -68,7 +68,8 @@ def requeue_lost(now) -> int:
     What remains is a message held by a dead worker, or never published (broker down at commit).
     """
     cutoff = now - timedelta(seconds=settings.CHORDFLOW_REQUEUE_AFTER)
-    rows = StepRun.objects.filter(status=S.QUEUED, queued_at__lt=cutoff)[:BATCH]
+    # A row parked by a rate limit waits for its slot (next_retry_at): lost only once that is long past.
+    rows = StepRun.objects.filter(status=S.QUEUED, queued_at__lt=cutoff).exclude(next_retry_at__gte=cutoff)[:BATCH]
     depths: dict[str, int | None] = {}
     count = 0
     for row in rows:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from executions import advance, attempts, branches, dispatch, retention, schedules, selectors, sweeper
+from executions import advance, attempts, branches, dispatch, ratelimit, retention, schedules, selectors, sweeper
 from workflows.definition import MAX_ATTEMPTS_LIMIT
 
 # Failures of our own infrastructure (a locked SQLite file, a dropped PostgreSQL connection) are
@@ -28,7 +30,13 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
     retry_jitter=True,
     max_retries=MAX_ATTEMPTS_LIMIT,
 )
-def step_execute(self, step_run_id: int, attempt: int) -> None:
+def step_execute(
+    self, step_run_id: int, attempt: int, rate_limited: bool = False, late_after: float | None = None
+) -> None:
+    if late_after is not None and time.time() > late_after:
+        rate_limited = True  # it missed its rate-limit slot: it asks for a new one
+    if rate_limited and not ratelimit.admit(step_run_id=step_run_id, attempt=attempt):
+        return  # parked until its slot: a release task publishes it then
     countdown = attempts.step_execute(step_run_id=step_run_id, attempt=attempt)
     if countdown is not None:
         # Same task id, so a chord waiting on this branch keeps waiting for it.
@@ -78,3 +86,9 @@ def schedule_tick() -> dict:
 def purge_runs() -> dict:
     """Run by beat (hourly): delete finished runs past their retention, a batch per transaction."""
     return dict(retention.purge_runs())
+
+
+@shared_task(name=dispatch.RATE_RELEASE, ignore_result=True, send_events=False, autoretry_for=TRANSIENT_ERRORS)
+def rate_release(run_id: str, step_id: str) -> int:
+    """Publish a rate-limited step's parked attempts as their slots come (then come back for the rest)."""
+    return ratelimit.release(run_id=run_id, step_id=step_id)

@@ -22,6 +22,7 @@ from workflows.spec import (
     ON_FAILURE_FAIL_RUN,
     STEP_TYPE_ACTION,
     Concurrency,
+    RateLimit,
     RetryPolicy,
     StepSpec,
     WorkflowSpec,
@@ -36,7 +37,10 @@ TOP_KEYS = {
 MAX_RETENTION_DAYS = 100 * 365
 CONCURRENCY_KEYS = {"limit", "key", "strategy"}
 MAX_CONCURRENCY_LIMIT = 10_000
-DEFAULT_KEYS = {"retry", "timeout", "queue", "on_failure"}
+DEFAULT_KEYS = {"retry", "timeout", "queue", "on_failure", "rate_limit"}
+RATE_LIMIT_KEYS = {"limit", "per", "key"}
+MAX_RATE_LIMIT = 100_000
+MAX_RATE_PER_SECONDS = 24 * 3600
 STEP_KEYS = {"id", "description", "type", "action", "depends_on", "params", "when", "for_each", *DEFAULT_KEYS}
 RETRY_KEYS = {"max_attempts", "backoff", "backoff_max", "jitter"}
 MAX_ATTEMPTS_LIMIT = 100
@@ -44,6 +48,7 @@ MAX_TIMEOUT_SECONDS = 24 * 3600
 MAX_DEFINITION_BYTES = 2 * 1024 * 1024  # as JSON
 MAX_INPUT_BYTES = 16 * 1024 * 1024  # as JSON; a REST request is bounded lower (CHORDFLOW_API_MAX_BODY_BYTES)
 RUN_NAMES = {"input", "steps", "run"}
+RATE_KEY_NAMES = {"params", "item", "index"}  # what a rate limit's key sees: the step's resolved params
 BRANCH_NAMES = {"item", "index"}
 
 
@@ -246,6 +251,9 @@ class _Validator:
             timeout_default = self.timeout(defaults.get("timeout"), "defaults.timeout", timeout_default)
             queue_default = self.queue(defaults.get("queue"), "defaults.queue", queue_default)
             on_failure_default = self.on_failure(defaults.get("on_failure"), "defaults.on_failure", on_failure_default)
+        rate_default = None
+        if isinstance(defaults, dict):
+            rate_default = self.rate_limit(defaults.get("rate_limit"), "defaults.rate_limit", None)
 
         raw_steps = d.get("steps")
         if not isinstance(raw_steps, list) or not raw_steps:
@@ -318,6 +326,7 @@ class _Validator:
                     timeout=self.timeout(raw.get("timeout"), f"{path}.timeout", timeout_default),
                     queue=self.queue(raw.get("queue"), f"{path}.queue", queue_default),
                     on_failure=self.on_failure(raw.get("on_failure"), f"{path}.on_failure", on_failure_default),
+                    rate_limit=self.rate_limit(raw.get("rate_limit"), f"{path}.rate_limit", rate_default),
                 )
             )
 
@@ -346,6 +355,28 @@ class _Validator:
             retention_days=retention,
             concurrency=concurrency,
         )
+
+    def rate_limit(self, raw: Any, path: str, base: RateLimit | None) -> RateLimit | None:
+        if raw is None:
+            return base
+        if not isinstance(raw, dict):
+            self.problem(path, "must be an object: {limit: N, per: seconds, key: '{{ item.customer }}'}")
+            return base
+        self.unknown_keys(raw, RATE_LIMIT_KEYS, path)
+        limit, per, key = raw.get("limit"), raw.get("per", 1), raw.get("key")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_RATE_LIMIT:
+            self.problem(f"{path}.limit", f"must be a whole number from 1 to {MAX_RATE_LIMIT}")
+            limit = 1
+        if not _is_number(per) or not 0.001 <= per <= MAX_RATE_PER_SECONDS:
+            self.problem(f"{path}.per", f"must be a number of seconds from 0.001 to {MAX_RATE_PER_SECONDS}")
+            per = 1
+        if key is not None:
+            if not isinstance(key, str) or not expressions.has_expression(key):
+                self.problem(f"{path}.key", "must be a string holding an expression: '{{ params.account }}'")
+                key = None
+            else:
+                self.expressions_in(key, f"{path}.key", allowed_names=RATE_KEY_NAMES, allowed_steps=None)
+        return RateLimit(limit=limit, per=float(per), key=key)
 
     def concurrency(self, raw: Any) -> Concurrency | None:
         if raw is None:

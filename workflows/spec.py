@@ -53,6 +53,15 @@ class Concurrency:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """No more than `limit` starts of the step (per value of `key`) in any `per` seconds, on every worker."""
+
+    limit: int
+    per: float
+    key: str | None = None
+
+
+@dataclass(frozen=True)
 class StepSpec:
     id: str
     action: str
@@ -67,6 +76,7 @@ class StepSpec:
     on_failure: str = ON_FAILURE_FAIL_RUN
     reads: frozenset[str] = frozenset()  # step ids its expressions read (`steps.<id>`): outputs to load
     secrets: frozenset[str] = frozenset()  # names its params read as secret('NAME'): revealed when it runs
+    rate_limit: RateLimit | None = None
 
     @property
     def continues_on_failure(self) -> bool:

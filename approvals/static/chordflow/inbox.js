@@ -32,7 +32,8 @@
     window
       .fetch(window.location.pathname + "?rows=1", { credentials: "same-origin" })
       .then(function (response) {
-        if (!response.ok) throw new Error(String(response.status));
+        // signed out meanwhile: the answer is the sign-in page, not an empty list; keep what is shown
+        if (!response.ok || response.redirected) throw new Error(String(response.status));
         return response.text();
       })
       .then(function (html) {
