@@ -4,8 +4,9 @@ A step with `rate_limit: {limit, per, key}` may start at most `limit` times (per
 `per` seconds. Each attempt about to start asks Redis, in one Lua script, for the next free slot of
 its bucket: slots are `(per + slack) / limit` seconds apart, so no window of `per` seconds ever holds
 more than `limit` starts even when a task starts up to `slack` late (the slack is 10% of `per`, at
-most 100 ms, at least 2%: a limit of 50 a second gives slots 22 ms apart). Redis' own clock decides, so hosts
-need not agree on the time.
+most 100 ms, at least 2%: a limit of 50 a second gives slots 22 ms apart). Slots come from Redis'
+clock; whether a released task is late is judged by the workers' clocks, which must agree to well
+within the slack (NTP keeps them within milliseconds).
 
 An attempt whose slot is now starts. One whose slot is later is parked: its row keeps the slot time
 (`next_retry_at`) and its message is acknowledged, so it holds no worker process and no broker

@@ -74,8 +74,10 @@ def purge_runs(
             counts[each.slug] = runs.count()
             continue
         while ids := list(runs.values_list("pk", flat=True)[:batch]):
-            delete_runs(ids)
-            counts[each.slug] += len(ids)
+            deleted = delete_runs(ids)
+            counts[each.slug] += deleted
+            if not deleted:
+                break  # every one was retried meanwhile: the next look finds them unfinished
     if not dry_run and workflow is None:
         days = settings.CHORDFLOW_RETENTION_DAYS if older_than_days is None else older_than_days
         _expire_task_results(now - timedelta(days=days), batch)
@@ -84,15 +86,23 @@ def purge_runs(
     return counts
 
 
-def delete_runs(ids: Sequence[Any]) -> None:
-    """Delete these runs and everything kept for them, in one transaction."""
+def delete_runs(ids: Sequence[Any]) -> int:
+    """Delete those of these runs that are still finished, and everything kept for them, in one
+    transaction. They are locked and checked again first: a retry that landed since they were chosen
+    keeps its run."""
     with transaction.atomic():
+        ids = list(
+            Run.objects.select_for_update().filter(pk__in=ids, status__in=RUN_FINISHED).values_list("pk", flat=True)
+        )
+        if not ids:
+            return 0
         for hook in list(_hooks):
             hook(list(ids))
         ScheduleFire.objects.filter(run_id__in=ids).update(run=None)
         for model in (RunEvent, StepRun):
             _delete_where_run_in(model, "run_id", ids)
         _delete_where_run_in(Run, "id", ids)
+    return len(ids)
 
 
 def _delete_where_run_in(model, column: str, ids: Sequence[Any]) -> None:
@@ -107,8 +117,9 @@ def _delete_where_run_in(model, column: str, ids: Sequence[Any]) -> None:
 
 def _expire_task_results(cutoff: datetime, batch: int) -> None:
     """Celery's result rows (when the django-db result backend keeps them), a batch per statement."""
-    from django_celery_results.models import TaskResult
+    from django_celery_results.models import GroupResult, TaskResult
 
-    old = TaskResult.objects.filter(date_done__lt=cutoff)
-    while pks := list(old.values_list("pk", flat=True)[:batch]):
-        TaskResult.objects.filter(pk__in=pks).delete()
+    for model in (TaskResult, GroupResult):
+        old = model.objects.filter(date_done__lt=cutoff)
+        while pks := list(old.values_list("pk", flat=True)[:batch]):
+            model.objects.filter(pk__in=pks).delete()

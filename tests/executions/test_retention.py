@@ -115,3 +115,13 @@ def test_mistakes_are_clear_errors(fleet):
     assert left(fleet) == set(fleet)
     with pytest.raises(DefinitionError, match="retention_days: must be a whole number of days"):
         parse_definition(steps({"id": "a", "action": "echo"}, retention_days=-3))
+
+
+def test_a_run_retried_after_it_was_chosen_is_not_deleted(fleet):
+    from executions.retention import delete_runs
+
+    chosen = [fleet["shop-old"].pk, fleet["shop-mid"].pk]
+    Run.objects.filter(pk=fleet["shop-mid"].pk).update(status=RunStatus.RUNNING)  # a retry landed meanwhile
+    assert delete_runs(chosen) == 1
+    assert left(fleet) == set(fleet) - {"shop-old"}
+    assert StepRun.objects.filter(run=fleet["shop-mid"]).exists()
