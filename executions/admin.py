@@ -22,7 +22,7 @@ from executions import concurrency
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
-from executions.run_page import PALETTE, page_context, run_state, snapshot, step_states
+from executions.run_page import PALETTE, page_context, run_state, step_states
 from executions.selectors import parse_run_id
 from executions.services import run_cancel, run_retry
 from executions.states import RUN_UNFINISHED, RunMove, RunStatus, StepMove, transitions
@@ -302,7 +302,7 @@ class RunAdmin(ReadOnlyAdmin):
                 buttons.append(("retry_runs", "Retry this run"))
         context = {**(extra_context or {}), "run_buttons": buttons}
         if run is not None:
-            context.update(page_context(run), live=snapshot(run))
+            context.update(page_context(run))
         return super().change_view(request, object_id, form_url, extra_context=context)
 
     def changelist_view(self, request, extra_context=None):
@@ -359,6 +359,7 @@ class RunAdmin(ReadOnlyAdmin):
             "page": page,
             "previous_page": page - 1 if page > 1 else None,
             "next_page": page + 1 if len(branches) > BRANCHES_PER_PAGE else None,
+            "branch_count": f"{row.branch_count:,}" if row.branch_count is not None else None,
             "first_branch": start,
             "last_branch": start + min(len(branches), BRANCHES_PER_PAGE) - 1,
         }  # fmt: skip

@@ -150,7 +150,7 @@ def run_state(run: Run) -> dict:
     }
 
 
-def snapshot(run: Run) -> dict:
+def snapshot(run: Run, steps: dict[str, dict] | None = None) -> dict:
     """What the page's script starts from: the run, its steps, and its step-level events (the timeline's
     attempts), plus the id of the run's latest event, from which it catches up."""
     step_events = RunEvent.objects.filter(run=run, branch_index__isnull=True).exclude(step_id="").order_by("-id")
@@ -161,7 +161,7 @@ def snapshot(run: Run) -> dict:
     latest = RunEvent.objects.filter(run=run).order_by("-id").values_list("id", flat=True).first()
     return {
         "run": run_state(run),
-        "steps": step_states(run),
+        "steps": step_states(run) if steps is None else steps,
         "events": events,
         "last_event": latest or 0,
         "urls": {
@@ -172,6 +172,7 @@ def snapshot(run: Run) -> dict:
 
 
 def page_context(run: Run) -> dict:
+    """The graph to draw and the live script's snapshot, from one read of the steps."""
     spec = version_spec(run.version)
     drawn = layout(spec)
     steps = step_states(run)
@@ -186,6 +187,7 @@ def page_context(run: Run) -> dict:
         "node_width": NODE_WIDTH,
         "node_height": NODE_HEIGHT,
         "palette": PALETTE,
+        "live": snapshot(run, steps),
     }
 
 

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from approvals.models import Approval
 from approvals.services import approval_decide
-from executions.services import run_start
+from executions.services import run_cancel, run_start
 from executions.states import RunStatus
 from tests.support.browser import browser, screenshot, sign_in, wait_for  # noqa: F401  (a fixture)
 from tests.support.runs import steps, wait_for_run, workflow
@@ -78,3 +78,49 @@ def test_the_run_page_follows_a_run_live_graph_timeline_and_log(browser, admin_u
         browser.find_element("css selector", "#cf-step-panel a[data-page='2']").click()
         wait_for(browser, lambda: browser.find_elements("css selector", branch(39)), "the second page")
         assert browser.execute_script("return window.pwned") is None  # every name, message and output escaped
+
+
+def test_a_diamond_and_a_wide_fan_out_mid_run_draw_as_they_go(browser, admin_user, tmp_path):  # noqa: F811
+    diamond = workflow(
+        steps(
+            {"id": "fetch", "action": "echo"},
+            {"id": "price", "action": "echo", "depends_on": ["fetch"]},
+            {"id": "stock", "action": "echo", "depends_on": ["fetch"]},
+            {"id": "ship", "action": "echo", "depends_on": ["price", "stock"]},
+        ),
+        slug="diamond",
+    )
+    wide = workflow(
+        steps(
+            {"id": "prepare", "action": "echo"},
+            {
+                "id": "resize",
+                "action": "test.sleep_then_record",
+                "depends_on": ["prepare"],
+                "for_each": "{{ input.images }}",
+                "params": {"seconds": 0.02},
+            },
+            {"id": "publish", "action": "echo", "depends_on": ["resize"]},
+        ),
+        slug="wide",
+    )
+    done, _ = run_start(workflow=diamond)
+    assert wait_for_run(done.pk).status == RunStatus.SUCCEEDED
+    with daphne_server(log=tmp_path / "daphne.log") as url:
+        sign_in(browser, url, admin_user)
+        browser.get(url + reverse("admin:executions_run_change", args=[done.pk]))
+        assert [status_of(browser, s) for s in ("fetch", "price", "stock", "ship")] == ["succeeded"] * 4
+        screenshot(browser, "admin-run-diamond")
+
+        running, _ = run_start(workflow=wide, input={"images": list(range(1000))})
+        browser.get(url + reverse("admin:executions_run_change", args=[running.pk]))
+        progress = ".cf-node[data-step='resize'] .cf-node-progress"
+
+        def done_so_far() -> int:
+            text = browser.find_element("css selector", progress).text  # "no branches yet" before the fan-out
+            return int(text.split(" / ")[0].replace(",", "")) if " / " in text else 0
+
+        wait_for(browser, lambda: done_so_far() >= 150, "the fan-out's progress to grow, live")
+        assert status_of(browser, "resize") == "running" and status_of(browser, "publish") == "pending"
+        screenshot(browser, "admin-run-fan-out")
+        run_cancel(run_id=running.pk, by="user:test")  # the rest is not needed

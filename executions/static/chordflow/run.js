@@ -344,6 +344,7 @@
         var status = event.status || event.type.slice(5);
         if (event.type.indexOf("step.") === 0) setStep(event.step, status, event.id, event.attempt);
         addToTimeline(event);
+        if (event.branches != null) refreshCounts(); // a for_each fanned out: its bar gets a total
       } else if (event.branch != null) {
         refreshCounts();
       }
