@@ -114,10 +114,11 @@ def stack(compose, tmp_path, transactional_db):
     """Start a service as compose would: its command and environment, with the test stack's database and
     Redis (a Redis database of its own, so its beat's ticks never reach the suite's worker)."""
     redis_url = compose_support.redis_url_with_db(settings.REDIS_URL, 15)
+    static_root = tmp_path / "static"  # the image's collected files (built below)
     overrides = {
         "DATABASE_URL": compose_support.test_database_url(),
         "REDIS_URL": redis_url,
-        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),  # the image's collected files (built below)
+        "DJANGO_STATIC_ROOT": str(static_root),
     }
     flush = redis.Redis.from_url(redis_url)
     flush.flushdb()
@@ -141,7 +142,7 @@ def stack(compose, tmp_path, transactional_db):
         built = subprocess.run(["sh", "-c", step[len("RUN") :]], cwd=BASE_DIR, env=env, capture_output=True, text=True)
         assert built.returncode == 0, built.stderr[-3000:]
 
-    start.build_static = build_static
+    start.build_static, start.static_root = build_static, static_root
     yield start
     for process in reversed(started):
         process.stop()
@@ -175,7 +176,7 @@ def test_the_compose_services_start_under_production_settings_and_web_becomes_he
     assert (
         plain.value.code == 301 and plain.value.headers["Location"] == "https://chordflow.example.com/accounts/login/"
     )
-    assert_static_files_are_served(f"http://127.0.0.1:{web_port}", behind_proxy)
+    assert_static_files_are_served(f"http://127.0.0.1:{web_port}", behind_proxy, collected=stack.static_root)
 
     worker, beat = stack("worker"), stack("beat")
     flower = stack("flower", 5555, flower_port)

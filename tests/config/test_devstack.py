@@ -58,7 +58,7 @@ def test_make_run_serves_healthz_and_stops_on_sigint_leaving_no_process(tmp_path
         status, body = wait_for(f"http://127.0.0.1:{web_port}/healthz", devstack, log)
         assert status == 200, body
         assert json.loads(body)["checks"] == {"database": "ok", "broker": "ok"}
-        assert_static_files_are_served(f"http://127.0.0.1:{web_port}", hashed=False)
+        assert_static_files_are_served(f"http://127.0.0.1:{web_port}")
         assert wait_for(f"http://127.0.0.1:{flower_port}/healthcheck", devstack, log)[0] == 200
 
         family = psutil.Process(devstack.pid).children(recursive=True)
