@@ -150,7 +150,11 @@ def run_state(run: Run) -> dict:
     }
 
 
-def snapshot(run: Run, steps: dict[str, dict] | None = None) -> dict:
+def latest_event(run: Run) -> int:
+    return RunEvent.objects.filter(run=run).order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def snapshot(run: Run, steps: dict[str, dict] | None = None, latest: int | None = None) -> dict:
     """What the page's script starts from: the run, its steps, and its step-level events (the timeline's
     attempts), plus the id of the run's latest event, from which it catches up."""
     step_events = RunEvent.objects.filter(run=run, branch_index__isnull=True).exclude(step_id="").order_by("-id")
@@ -158,12 +162,12 @@ def snapshot(run: Run, steps: dict[str, dict] | None = None) -> dict:
         {"id": e.id, "type": e.kind, "step": e.step_id, "at": iso(e.created_at), "attempt": e.data.get("attempt")}
         for e in reversed(step_events[:TIMELINE_EVENTS])
     ]
-    latest = RunEvent.objects.filter(run=run).order_by("-id").values_list("id", flat=True).first()
+    latest = latest_event(run) if latest is None else latest
     return {
         "run": run_state(run),
         "steps": step_states(run) if steps is None else steps,
         "events": events,
-        "last_event": latest or 0,
+        "last_event": latest,
         "urls": {
             "progress": reverse("admin:executions_run_progress", args=[run.pk]),
             "step": reverse("admin:executions_run_step", args=[run.pk, "__step__"]),
@@ -172,7 +176,12 @@ def snapshot(run: Run, steps: dict[str, dict] | None = None) -> dict:
 
 
 def page_context(run: Run) -> dict:
-    """The graph to draw and the live script's snapshot, from one read of the steps."""
+    """The graph to draw and the live script's snapshot, from one read of the steps.
+
+    The newest event id is read first, then the statuses: an event committing in between is then
+    both in the statuses and after the cursor the page catches up from, never lost between them."""
+    latest = latest_event(run)
+    run.refresh_from_db(fields=["status", "started_at", "finished_at"])
     spec = version_spec(run.version)
     drawn = layout(spec)
     steps = step_states(run)
@@ -187,7 +196,7 @@ def page_context(run: Run) -> dict:
         "node_width": NODE_WIDTH,
         "node_height": NODE_HEIGHT,
         "palette": PALETTE,
-        "live": snapshot(run, steps),
+        "live": snapshot(run, steps, latest),
     }
 
 

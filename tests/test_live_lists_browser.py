@@ -75,7 +75,15 @@ def test_the_inbox_shows_a_new_approval_live_and_decides_it_inline(browser, tmp_
         wait_for(browser, lambda: css(browser, row), "the new approval, without a reload")
         assert "Ship <b>order</b> 42?" in css(browser, row + " .message")[0].text  # text, not markup
         assert not browser.find_element("id", "inbox-empty").is_displayed()
-        css(browser, row + " input[name='comment']")[0].send_keys("Looks right.")
+        comment = css(browser, row + " input[name='comment']")[0]
+        comment.send_keys("Looks right.")
+        # Enter in the comment box would press the first button (approve): the page holds it back.
+        held_back = browser.execute_script(
+            "var e = new KeyboardEvent('keydown', {key: 'Enter', bubbles: true, cancelable: true});"
+            "return !arguments[0].dispatchEvent(e);",
+            comment,
+        )
+        assert held_back
         screenshot(browser, "approvals-inbox-live")
         css(browser, row + " button.decide-approve")[0].click()
         wait_for(browser, lambda: not css(browser, row), "the decided row to go")

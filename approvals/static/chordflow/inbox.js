@@ -54,6 +54,11 @@
       .catch(function () {});
   }, 500);
 
+  // Enter in a comment box must not decide anything: it would press the first button (approve).
+  rows.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && event.target.name === "comment") event.preventDefault();
+  });
+
   rows.addEventListener("submit", function (event) {
     var form = event.target;
     if (!form.classList.contains("inline-decide")) return;

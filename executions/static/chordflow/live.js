@@ -8,6 +8,7 @@
 (function () {
   "use strict";
 
+  var CATCH_UP_MARGIN = 200; // event ids re-read behind the cursor on every catch-up
   var REFUSED = { 4401: "not signed in", 4403: "no permission to view runs", 4404: "no such run" };
 
   function socketURL(path) {
@@ -120,7 +121,9 @@
         again = true;
         return catching;
       }
-      catching = fetchEvents(runId, caughtUpTo)
+      // A margin behind the cursor: ids are given at insert and transactions commit in another order,
+      // so an event just below the newest one REST returned may have committed after it (seen dedupes).
+      catching = fetchEvents(runId, Math.max(0, caughtUpTo - CATCH_UP_MARGIN))
         .then(function (events) {
           events.forEach(function (event) {
             if (event.id > caughtUpTo) caughtUpTo = event.id;

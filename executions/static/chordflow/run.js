@@ -184,8 +184,21 @@
     return attempts[attempts.length - 1];
   }
 
+  /* Events of one step may arrive out of order (several processes record them): keep each step's
+   * events sorted by id and rebuild its attempts from them. */
+  var stepEvents = {};
   function addToTimeline(event) {
-    if (!event.step || event.branch != null) return;
+    if (!event.step || event.branch != null || event.type.indexOf("step.") !== 0) return;
+    var list = stepEvents[event.step] || (stepEvents[event.step] = []);
+    list.push(event);
+    list.sort(function (a, b) {
+      return a.id - b.id;
+    });
+    timeline[event.step] = [];
+    list.forEach(replay);
+  }
+
+  function replay(event) {
     var at = parseTime(event.at);
     var attempts = timeline[event.step] || (timeline[event.step] = []);
     var last = current(event.step);
@@ -330,11 +343,14 @@
     connection.textContent = text;
   }
 
+  var runStatusSetBy = data.last_event; // the snapshot's status is as of this event
   function apply(events) {
     var runChanged = false;
     events.forEach(function (event) {
       appendToLog(event);
       if (event.type.indexOf("run.") === 0) {
+        if (event.id < runStatusSetBy) return; // an older event arriving late: the run has moved on
+        runStatusSetBy = event.id;
         run.status = event.status || event.type.slice(4);
         if (event.type === "run.started" && !run.started_at) run.started_at = event.at;
         if (FINISHED[run.status]) run.finished_at = event.at;
