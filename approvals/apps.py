@@ -9,11 +9,13 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         from approvals.definition import validate_approval_params
+        from approvals.selectors import approvals_pending_gauge
         from approvals.services import approval_request, approvals_purge, escalation_request
-        from executions import retention, step_types
+        from executions import metrics, retention, step_types
         from workflows.definition import register_step_type
 
         retention.on_purge(approvals_purge)
+        metrics.register_gauge(approvals_pending_gauge)
         register_step_type("approval", validate_approval_params)
         step_types.register("approval", approval_request)
         step_types.register_escalation(escalation_request)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from collections.abc import Iterator
 
-from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind
+from django.db.models import Count, Q, QuerySet
+
+from approvals.models import RESOLVE_ESCALATION, Approval, ApprovalKind, ApprovalStatus
 
 
 def may_resolve_escalations(user) -> bool:
@@ -66,3 +68,15 @@ def approval_get(*, user, approval_id) -> Approval | None:
     if user.has_perm("approvals.view_approval") or may_decide(user, approval):
         return approval
     return None
+
+
+def approvals_pending_gauge() -> Iterator[tuple[str, dict[str, str], float]]:
+    """Pending approvals (and escalations) per workflow, for /metrics (executions.metrics.register_gauge)."""
+    rows = (
+        Approval.objects.filter(status=ApprovalStatus.PENDING)
+        .values_list("run__workflow__slug")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for workflow, count in rows:
+        yield "approvals_pending", {"workflow": workflow}, float(count)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import logging
 
-HOUSEKEEPING_TASKS = frozenset({"executions.schedule_tick", "executions.sweep", "approvals.expire"})
+HOUSEKEEPING_TASKS = frozenset(
+    {"executions.schedule_tick", "executions.sweep", "approvals.expire", "executions.metrics_fold"}
+)
 
 
 class SkipIdleHousekeeping(logging.Filter):

@@ -8,7 +8,7 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from executions import broadcast, concurrency, events, schedules, signals, transitions
+        from executions import broadcast, concurrency, events, gauges, metrics, schedules, signals, transitions
         from workflows.sections import register_section
 
         signals.connect()
@@ -16,3 +16,5 @@ class ExecutionsConfig(AppConfig):
         transitions.on_run_finish(schedules.release_buffered)
         transitions.on_run_finish(concurrency.release)
         register_section("schedules", schedules.schedules_load)
+        for reader in (gauges.runs_active, gauges.queue_depth, gauges.schedule_lag, gauges.schedule_fires):
+            metrics.register_gauge(reader)

@@ -143,10 +143,11 @@ def step_succeed(*, row: StepRun, output: Any) -> None:
 
 
 def _succeed(row: StepRun, output: Any) -> None:
-    fields = {"output": output, "finished_at": timezone.now(), **_NO_ERROR}
+    now = timezone.now()
+    fields = {"output": output, "finished_at": now, **_NO_ERROR}
     if not transitions.move_step(
         StepMove.SUCCEED, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index, fields=fields,
-        attempt=row.attempts, of_attempt=row.attempts,
+        attempt=row.attempts, of_attempt=row.attempts, duration=transitions.attempt_duration(row, now),
     ):  # fmt: skip
         return  # cancelled meanwhile, a duplicate, or a newer attempt owns the row: nothing changes
     if row.parent_id is None:
@@ -184,7 +185,7 @@ def _retry_later(row: StepRun, failure: Failure, delay: float, fields: dict) -> 
     return transitions.move_step(
         StepMove.RETRY_LATER, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index,
         message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts, delay=round(delay, 3),
-        of_attempt=row.attempts,
+        of_attempt=row.attempts, duration=transitions.attempt_duration(row, timezone.now()),
     )  # fmt: skip
 
 
@@ -198,18 +199,20 @@ def _fail(row: StepRun, step: StepSpec, failure: Failure) -> None:
     if row.parent_id is None:
         step_give_up(
             run_id=row.run_id, step=step, step_run_id=row.pk, error=error, traceback=failure.traceback,
-            attempt=row.attempts,
+            attempt=row.attempts, duration=transitions.attempt_duration(row, timezone.now()),
         )  # fmt: skip
         return
+    now = timezone.now()
     fields = {
         "error_type": failure.type,
         "error_message": failure.message,
         "error_traceback": failure.traceback,
-        "finished_at": timezone.now(),
+        "finished_at": now,
         "next_retry_at": None,
     }
     if transitions.move_step(
         StepMove.FAIL, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index,
         message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts, of_attempt=row.attempts,
+        duration=transitions.attempt_duration(row, now),
     ):  # fmt: skip
         branch_failed(branch=row, step=step, error=error)

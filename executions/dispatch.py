@@ -32,6 +32,7 @@ SWEEP = "executions.sweep"
 SCHEDULE_TICK = "executions.schedule_tick"
 PURGE_RUNS = "executions.purge_runs"
 RATE_RELEASE = "executions.rate_release"
+METRICS_FOLD = "executions.metrics_fold"
 
 
 def new_task_id() -> str:

@@ -193,3 +193,67 @@ class ConcurrencyBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id}:{self.key}"
+
+
+class MetricCursor(models.Model):
+    """How far the metrics fold has read the event log: one row, locked by each fold.
+
+    SQLite commits its single writer's rows in id order, so an id is enough. On PostgreSQL ids are
+    taken at insert and commit in another order; there every event carries its transaction's id
+    (`txid`, a column only PostgreSQL has), and the fold reads only transactions older than every
+    one still running, so an event that commits late is never passed over (executions.metrics).
+    """
+
+    last_event_id = models.BigIntegerField(default=0)
+    last_txid = models.BigIntegerField(default=0)
+    history_done = models.BooleanField(default=False, help_text="Events from before txid existed are folded.")
+    folded_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"metrics folded to event {self.last_event_id} (txid {self.last_txid})"
+
+
+class MetricTotal(models.Model):
+    """A series' running total since the first event: counts, and a histogram's sum and buckets.
+
+    Totals outlive the runs they count (retention deletes runs, never these), so the counters that
+    /metrics serves only go up.
+    """
+
+    series = models.CharField(max_length=32)
+    workflow = models.CharField(max_length=100)
+    step = models.CharField(max_length=100, blank=True)
+    queue = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=32, blank=True)
+    count = models.BigIntegerField(default=0)
+    sum = models.FloatField(default=0)
+    buckets = models.JSONField(default=list, blank=True, help_text="Observations per bucket (not cumulative).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["series", "workflow", "step", "queue", "status"], name="metrictotal_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.series}{{{self.workflow},{self.step},{self.queue},{self.status}}} {self.count}"
+
+
+class MetricRollup(models.Model):
+    """A series per workflow over one minute or one hour (`period` seconds), for the admin's metrics page."""
+
+    period = models.PositiveIntegerField()
+    start = models.DateTimeField()
+    series = models.CharField(max_length=32)
+    workflow = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=100, blank=True)
+    count = models.BigIntegerField(default=0)
+    sum = models.FloatField(default=0)
+    buckets = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["period", "start", "series", "workflow", "status"], name="metricrollup_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.series} {self.workflow} {self.status} @ {self.start.isoformat()}/{self.period}s: {self.count}"

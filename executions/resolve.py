@@ -33,6 +33,7 @@ def step_give_up(
     allow_escalation: bool = True,
     attempt: int | None = None,
     summary: str | None = None,
+    duration: float | None = None,
 ) -> bool:
     """Record that a step failed for good (by `move`), then do what its on_failure says: escalate, go on,
     or fail the run with `error`. A for_each step whose branch failed ends here too.
@@ -45,18 +46,25 @@ def step_give_up(
     key = {"run_id": run_id, "step": step.id}
     if attempt is not None:  # an attempt's own failure: only while its row still runs that attempt
         key["of_attempt"] = attempt
+    timed = {"duration": duration} if duration is not None else {}  # the attempt's, for the metrics
     escalate = step_types.escalation_handler() if allow_escalation and step.on_failure == ON_FAILURE_ESCALATE else None
     if escalate is not None:
         fields["next_retry_at"] = None
         if not transitions.move_step(
-            StepMove.ESCALATE, step_run_id, **key, message=f"escalated: {message}", fields=fields
+            StepMove.ESCALATE,
+            step_run_id,
+            **key,
+            message=f"escalated: {message}",
+            fields=fields,
+            escalated=True,
+            **timed,
         ):
             return False
         escalate(run_id=run_id, step=step, step_run_id=step_run_id, error_type=error["type"], message=error["message"])
         advance_locked(run_id)
         return True
     fields.update(finished_at=timezone.now(), next_retry_at=None)
-    known = {"attempt": attempt} if attempt is not None else {}
+    known = {"attempt": attempt, **timed} if attempt is not None else {}
     if not transitions.move_step(move, step_run_id, **key, message=message, fields=fields, **known):
         return False
     if step.continues_on_failure:

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from executions import metrics
 from executions.models import Run, RunEvent, ScheduleFire, StepRun
 from executions.states import RUN_FINISHED
 from workflows.models import Workflow
@@ -65,6 +66,8 @@ def purge_runs(
     """
     now = now or timezone.now()
     batch = batch or settings.CHORDFLOW_RETENTION_BATCH
+    if not dry_run:
+        metrics.metrics_fold()  # the events about to go are counted first: the totals outlive them
     counts: Counter = Counter()
     workflows = [workflow] if workflow is not None else Workflow.objects.order_by("slug")
     for each in workflows:

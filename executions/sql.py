@@ -13,7 +13,9 @@ from django.db import connection
 from executions.models import StepRun
 from executions.states import StepStatus
 
-CLAIM_FIELDS = ("id", "run_id", "step_id", "branch_index", "parent_id", "input", "item", "attempts", "attempt_base")
+CLAIM_FIELDS = (
+    "id", "run_id", "step_id", "branch_index", "parent_id", "input", "item", "attempts", "attempt_base", "queued_at",
+)  # fmt: skip
 
 
 def _q(name: str) -> str:

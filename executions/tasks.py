@@ -9,7 +9,18 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from executions import advance, attempts, branches, dispatch, ratelimit, retention, schedules, selectors, sweeper
+from executions import (
+    advance,
+    attempts,
+    branches,
+    dispatch,
+    metrics,
+    ratelimit,
+    retention,
+    schedules,
+    selectors,
+    sweeper,
+)
 from workflows.definition import MAX_ATTEMPTS_LIMIT
 
 # Failures of our own infrastructure (a locked SQLite file, a dropped PostgreSQL connection) are
@@ -92,3 +103,12 @@ def purge_runs() -> dict:
 def rate_release(run_id: str, step_id: str) -> int:
     """Publish a rate-limited step's parked attempts as their slots come (then come back for the rest)."""
     return ratelimit.release(run_id=run_id, step_id=step_id)
+
+
+@shared_task(
+    name=dispatch.METRICS_FOLD, ignore_result=True, send_events=False, autoretry_for=TRANSIENT_ERRORS, max_retries=0
+)
+def metrics_fold() -> int:
+    """Run by beat every CHORDFLOW_METRICS_FOLD_INTERVAL seconds: new events into the metrics, and a
+    sample of queue depth and pending approvals for the metrics page."""
+    return metrics.metrics_fold(sample=True)

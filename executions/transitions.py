@@ -62,11 +62,20 @@ def step_claim(*, step_run_id: int, attempt: int, now: datetime) -> StepRun | No
     """CLAIM attempt `attempt` and read what it needs, in one statement. None when refused."""
     row = sql.claim(step_run_id=step_run_id, attempt=attempt, now=now, sources=StepMove.CLAIM.sources)
     if row is not None:
+        row.started_at = now
+        timing = {}
+        if row.queued_at is not None and attempt == row.attempt_base + 1:  # queued -> started, for the metrics
+            timing["wait"] = round(max((now - row.queued_at).total_seconds(), 0.0), 6)
         events.record(
             row.run_id, StepMove.CLAIM.event, step=row.step_id, branch=row.branch_index, status=StepMove.CLAIM.target,
-            attempt=attempt,
+            attempt=attempt, **timing,
         )  # fmt: skip
     return row
+
+
+def attempt_duration(row: StepRun, now: datetime) -> float:
+    """Seconds the claimed attempt `row` has run: its outcome's event carries them (the metrics' step duration)."""
+    return round(max((now - row.started_at).total_seconds(), 0.0), 6) if row.started_at else 0.0
 
 
 def step_fan_out(

@@ -237,6 +237,19 @@ CELERY_BEAT_SCHEDULE = {
 # deleted by the chordflow-retention task, CHORDFLOW_RETENTION_BATCH runs per transaction.
 CHORDFLOW_RETENTION_DAYS = env_int("CHORDFLOW_RETENTION_DAYS", 30)
 CHORDFLOW_RETENTION_BATCH = env_int("CHORDFLOW_RETENTION_BATCH", 500)
+# Metrics (executions/metrics.py, README "Metrics"): beat folds new run events into the totals and the
+# metrics page's rollups every CHORDFLOW_METRICS_FOLD_INTERVAL s; a scrape of /metrics folds what is
+# new first, at most CHORDFLOW_METRICS_SCRAPE_FOLD_BATCHES x 5,000 events. /metrics needs
+# `Authorization: Bearer $CHORDFLOW_METRICS_TOKEN`; without a token it is closed (401) unless
+# CHORDFLOW_METRICS_REQUIRE_TOKEN is off, as in the local and test settings.
+CHORDFLOW_METRICS_TOKEN = env_str("CHORDFLOW_METRICS_TOKEN", "")
+CHORDFLOW_METRICS_REQUIRE_TOKEN = env_bool("CHORDFLOW_METRICS_REQUIRE_TOKEN", True)
+CHORDFLOW_METRICS_FOLD_INTERVAL = env_int("CHORDFLOW_METRICS_FOLD_INTERVAL", 15)
+CHORDFLOW_METRICS_SCRAPE_FOLD_BATCHES = env_int("CHORDFLOW_METRICS_SCRAPE_FOLD_BATCHES", 4)
+CELERY_BEAT_SCHEDULE["chordflow-metrics"] = {
+    "task": "executions.metrics_fold",
+    "schedule": float(CHORDFLOW_METRICS_FOLD_INTERVAL),
+}
 # Flower's address, for the admin's links from a step to its task (none when empty).
 CHORDFLOW_FLOWER_URL = env_str("CHORDFLOW_FLOWER_URL", "")
 # Links in approval emails point here.

@@ -12,6 +12,8 @@ EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 CHORDFLOW_DEV_SUPERUSER = "admin"
 # Workflows may call services on this machine (loopback) while developing; never in production.
 CHORDFLOW_HTTP_ALLOWED_NETWORKS = env_list("CHORDFLOW_HTTP_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# /metrics is open on a development machine (a token, when set, is still required).
+CHORDFLOW_METRICS_REQUIRE_TOKEN = env_bool("CHORDFLOW_METRICS_REQUIRE_TOKEN", False)
 
 # Without REDIS_URL, a command (manage.py, celery) uses the Redis that the running `make run` recorded
 # in var/redis/url; with none running it says so and uses none, never whatever listens on 6379.

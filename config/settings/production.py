@@ -24,6 +24,8 @@ if not CHORDFLOW_BASE_URL:
     )
 elif not CHORDFLOW_BASE_URL.startswith(("https://", "http://")):
     _problems.append(f"CHORDFLOW_BASE_URL={CHORDFLOW_BASE_URL!r} is not an address: start it with https://")
+# /metrics stays closed (401) without a token, whatever the environment says.
+CHORDFLOW_METRICS_REQUIRE_TOKEN = True
 if _problems:
     raise ImproperlyConfigured("Unsafe production settings: " + "; ".join(_problems))
 

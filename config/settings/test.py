@@ -18,6 +18,8 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # The http action's tests and examples talk to a scripted server on 127.0.0.1; the rest of loopback
 # stays denied, and the destination tests take this exception away.
 CHORDFLOW_HTTP_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+# /metrics is open, as in development; tests/executions/test_metrics.py checks the production rule.
+CHORDFLOW_METRICS_REQUIRE_TOKEN = False
 
 # A worker started by the tests runs in its own process and must open the test database, not the
 # development one: the test fixture passes its name here.

@@ -1,0 +1,85 @@
+"""The runtime's gauges, read when /metrics is scraped: active runs, queue depth, schedule lag, and the
+fires of schedules (counted from their rows: a fire is not a run event)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from executions.dispatch import app
+from executions.models import MetricTotal, Run, Schedule, ScheduleFire
+from executions.states import RUN_UNFINISHED, FireOutcome
+from workflows.models import Workflow, WorkflowVersion
+from workflows.services import version_spec_by_id
+from workflows.spec import DEFAULT_QUEUE
+
+logger = logging.getLogger(__name__)
+
+Gauge = tuple[str, dict[str, str], float]
+
+
+def runs_active() -> Iterator[Gauge]:
+    """Unfinished runs per workflow and status (pending ones wait for a concurrency slot). The index on
+    (status, created_at) keeps this to the unfinished rows, however many finished runs there are."""
+    rows = (
+        Run.objects.filter(status__in=RUN_UNFINISHED)
+        .values_list("workflow__slug", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for workflow, status, count in rows:
+        yield "runs_active", {"workflow": workflow, "status": status}, float(count)
+
+
+def known_queues() -> list[str]:
+    """The default queue, every queue a current workflow version's step names, and every queue a
+    counted step ran on."""
+    queues = {DEFAULT_QUEUE}
+    latest = Workflow.objects.filter(active=True).annotate(latest=Max("versions__id")).values_list("latest", flat=True)
+    versions = WorkflowVersion.objects.filter(pk__in=[pk for pk in latest if pk]).values_list("pk", "content_hash")
+    for pk, content_hash in versions:  # parsed once per process (the spec cache)
+        try:
+            queues.update(step.queue for step in version_spec_by_id(pk, content_hash).steps)
+        except Exception:
+            logger.debug("metrics: version %s does not parse", pk, exc_info=True)
+    queues.update(MetricTotal.objects.exclude(queue="").values_list("queue", flat=True).distinct())
+    return sorted(queues)
+
+
+def queue_depth() -> Iterator[Gauge]:
+    """Messages waiting in each known queue of the broker (not those workers have reserved)."""
+    queues = known_queues()
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        for queue in queues:
+            try:
+                depth = channel.queue_declare(queue=queue, passive=True).message_count
+            except Exception:  # a queue nothing was ever sent to: the broker does not know it
+                depth = 0
+            yield "queue_depth", {"queue": queue}, float(depth)
+
+
+def schedule_lag() -> Iterator[Gauge]:
+    """Seconds the oldest due time of each running schedule is late; 0 when it is not due yet. A tick
+    that keeps up holds it near 0; beat down, or a tick failing, makes it grow."""
+    now = timezone.now()
+    rows = Schedule.objects.filter(paused=False).values_list("workflow__slug", "name", "next_due_at")
+    for workflow, name, due in rows:
+        lag = max((now - due).total_seconds(), 0.0) if due is not None else 0.0
+        yield "schedule_lag", {"workflow": workflow, "schedule": name}, lag
+
+
+def schedule_fires() -> Iterator[Gauge]:
+    """Fires per schedule and outcome, from the fire rows (retention keeps them). A buffered fire is
+    counted once it has its final outcome, so each count only grows."""
+    rows = (
+        ScheduleFire.objects.exclude(outcome=FireOutcome.BUFFERED)
+        .values_list("schedule__workflow__slug", "schedule__name", "outcome")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for workflow, name, outcome, count in rows:
+        yield "schedule_fires", {"workflow": workflow, "schedule": name, "outcome": outcome}, float(count)
