@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
 from django.db.models import Max, Min, Q, QuerySet
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
@@ -18,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from executions import concurrency
+from executions import concurrency, metrics_page
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
@@ -313,10 +314,17 @@ class RunAdmin(ReadOnlyAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         own = [
+            path("metrics/", view(self.metrics_view), name="executions_run_metrics"),
             path("<path:object_id>/progress/", view(self.progress_view), name="executions_run_progress"),
             path("<path:object_id>/step/<str:step_id>/", view(self.step_view), name="executions_run_step"),
         ]
         return own + super().get_urls()
+
+    def metrics_view(self, request):
+        """The metrics page (executions.metrics_page): ?range=hour|day|week&workflow=<slug>."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return metrics_page.metrics_response(request, self.admin_site.each_context(request), self.opts)
 
     def _viewable(self, request, object_id) -> Run:
         run = self.get_object(request, object_id)

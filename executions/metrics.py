@@ -37,7 +37,7 @@ FOLD_BATCH = 5000  # events per transaction
 # Histogram bounds in seconds (a last bucket, +Inf, follows each).
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 10800.0, 21600.0, 86400.0)
-PERIODS = (60, 3600)  # rollups: a row per minute, and per hour (the week view)
+PERIODS = (60, 600, 3600)  # rollups: a row per minute, 10 minutes and hour (the hour, day and week views)
 
 
 class Series:
@@ -341,19 +341,26 @@ def gauges() -> list[tuple[str, dict[str, str], float]]:
     return values
 
 
-SAMPLED = {Series.QUEUE_DEPTH: "queue", Series.APPROVALS_PENDING: "workflow"}
-
-
 def _samples(values: list[tuple[str, dict[str, str], float]], now: datetime) -> dict[RollupKey, Tally]:
-    """Queue depth and pending approvals as rollup samples: the metrics page draws their history."""
+    """Queue depth and pending approvals as rollup samples: the metrics page draws their history.
+
+    Pending approvals are also sampled for all workflows together (workflow ""), zero included: its
+    count is the number of samples a bin holds, which a workflow with none pending does not report.
+    """
     samples: dict[RollupKey, Tally] = defaultdict(Tally)
-    for series, labels, value in values:
-        if series not in SAMPLED:
-            continue
-        status = labels.get("queue", "") if series == Series.QUEUE_DEPTH else ""
-        workflow = labels.get("workflow", "") if series == Series.APPROVALS_PENDING else ""
+
+    def add(series: str, workflow: str, status: str, value: float) -> None:
         for period in PERIODS:
             sample = samples[RollupKey(period, floor(now, period), series, workflow, status)]
             sample.count += 1
             sample.sum += value
+
+    pending = 0.0
+    for series, labels, value in values:
+        if series == Series.QUEUE_DEPTH:
+            add(series, "", labels.get("queue", ""), value)
+        elif series == Series.APPROVALS_PENDING:
+            add(series, labels.get("workflow", ""), "", value)
+            pending += value
+    add(Series.APPROVALS_PENDING, "", "", pending)
     return samples
