@@ -1,6 +1,7 @@
 """Flower as `make run` and compose run it: every queue with its depth, its login, its /metrics."""
 
 import json
+import re
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -8,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.celery_app import app
 from executions.services import run_start
 from executions.states import RunStatus
-from tests.support.flower import FlowerProcess, broker_page_depths
+from tests.support.flower import FLOWER_SERIES, FlowerProcess, broker_page_depths
 from tests.support.runs import steps, wait_for_run, wait_until, workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,8 +87,9 @@ def test_metrics_are_prometheus_text_and_need_no_login(flowers):
     for flower in flowers:
         status, headers, body = flower.get("/metrics")
         assert status == 200 and headers["Content-Type"].startswith("text/plain")
-        names = {family.name for family in text_string_to_metric_families(body.decode())}
-        assert {"flower_events", "flower_worker_online", "flower_task_runtime_seconds"} <= names, names
+        families = list(text_string_to_metric_families(body.decode()))  # parses, as Prometheus would
+        types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", body.decode(), re.M))
+        assert families and {name: kind for name, (kind, _) in FLOWER_SERIES.items()}.items() <= types.items()
 
 
 def test_the_task_list_names_a_step_readably(flowers):

@@ -14,6 +14,15 @@ from tests.support.web import fetch
 from tests.support.worker import BASE_DIR, start_celery, stop_group
 
 READY_TIMEOUT_SECONDS = 60
+# What Flower 2.2's /metrics serves (flower/events.py): series name -> (type, labels).
+FLOWER_SERIES = {
+    "flower_events_total": ("counter", {"worker", "type", "task"}),
+    "flower_task_runtime_seconds": ("histogram", {"worker", "task"}),
+    "flower_task_prefetch_time_seconds": ("gauge", {"worker", "task"}),
+    "flower_worker_prefetched_tasks": ("gauge", {"worker", "task"}),
+    "flower_worker_online": ("gauge", {"worker"}),
+    "flower_worker_number_of_currently_executing_tasks": ("gauge", {"worker"}),
+}
 # A row of the Broker page's queue table: the queue's name, then its Messages.
 QUEUE_ROW = re.compile(r'<tr id="[^"]*">\s*<td>([^<]+)</td>\s*<td[^>]*>([\d,]+)</td>')
 
