@@ -92,8 +92,13 @@ def test_metrics_are_prometheus_text_and_need_no_login(flowers):
         assert families and {name: kind for name, (kind, _) in FLOWER_SERIES.items()}.items() <= types.items()
 
 
-def test_the_task_list_names_a_step_readably(flowers):
+def test_the_task_list_names_a_step_readably(flowers, celery_worker):
     _, production = flowers
+
+    def hears_the_worker() -> bool:  # Flower turns the worker's events on, then gets its heartbeats
+        return json.loads(production.get("/api/workers?status=1", login=LOGIN)[2]).get(celery_worker.node) is True
+
+    wait_until(hears_the_worker, timeout=20, what="Flower receiving the worker's events")
     wf = workflow(steps({"id": "charge", "action": "echo"}), slug="flower-shop")
     run, _ = run_start(workflow=wf)
     assert wait_for_run(run.pk).status == RunStatus.SUCCEEDED
