@@ -29,6 +29,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = BASE_DIR / "workflows" / "examples"
 READY_TIMEOUT_SECONDS = 120
 WORKER_NODE = "chordflow@%h"
+# Flower's Broker page then lists every queue on our Redis with its depth (config/flower.py).
+FLOWER_CONF = "--conf=config/flowerconfig.py"
 # Printed by celery when it runs as root (as in containers): noise for a development stack.
 QUIET_WARNINGS = "ignore:You're running the worker with superuser privileges"
 
@@ -65,7 +67,7 @@ def services(*, host: str, web_port: int, flower_port: int, var_dir: Path) -> li
         Service("web", [python, "-m", "daphne", "-b", host, "-p", str(web_port), "config.asgi:application"]),
         Service("worker", [*celery, "worker", "-E", "-l", "INFO", "-Q", queues, "-c", concurrency, "-n", WORKER_NODE]),
         Service("beat", [*celery, "beat", "-l", "INFO", "-s", str(var_dir / "celerybeat-schedule")]),
-        Service("flower", [*celery, "flower", f"--address={host}", f"--port={flower_port}"]),
+        Service("flower", [*celery, "flower", FLOWER_CONF, f"--address={host}", f"--port={flower_port}"]),
     ]
 
 

@@ -70,6 +70,17 @@ GAUGES = {
 }
 
 
+FINISHED = ("chordflow_runs_finished_total", "Runs finished, by status.", ("workflow", "status"))
+
+
+def catalog() -> dict[str, tuple[str, set[str]]]:
+    """Every series /metrics serves: name -> (type, labels). The docs' alert rules are checked against it."""
+    found = {name: ("counter", set(labels)) for name, _, labels in (*COUNTERS.values(), FINISHED)}
+    found |= {name: ("histogram", set(labels)) for name, _, labels in HISTOGRAMS.values()}
+    found |= {name: (kind, set(labels)) for name, _, labels, kind in GAUGES.values()}
+    return found
+
+
 def _labels(row: MetricTotal, names: tuple[str, ...]) -> list[str]:
     return [getattr(row, name) for name in names]
 
@@ -80,9 +91,7 @@ def total_families() -> Iterator[Metric]:
     histograms = {
         series: HistogramMetricFamily(name, doc, labels=names) for series, (name, doc, names) in HISTOGRAMS.items()
     }
-    finished = CounterMetricFamily(
-        "chordflow_runs_finished_total", "Runs finished, by status.", labels=["workflow", "status"]
-    )
+    finished = CounterMetricFamily(FINISHED[0], FINISHED[1], labels=FINISHED[2])
     merged: dict[tuple, int] = defaultdict(int)  # a counter whose rows differ only by labels it does not show
     for row in rows:
         if row.series in COUNTERS:

@@ -312,6 +312,15 @@ def test_a_step_page_links_to_its_task_in_flower(admin_client, wf, settings):
     assert step.task_id in page and "/task/" not in page
 
 
+def test_the_admin_index_links_to_flower_and_its_queues_only_when_flower_is_set(admin_client, settings):
+    settings.CHORDFLOW_FLOWER_URL = "https://flower.example/"
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert 'href="https://flower.example/"' in index and 'href="https://flower.example/broker"' in index
+    settings.CHORDFLOW_FLOWER_URL = ""
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert "flower" not in index.lower()
+
+
 def test_the_start_form_shows_the_schema_and_is_prefilled_with_the_example_input(admin_client):
     definition = steps(
         {"id": "a", "action": "echo"},

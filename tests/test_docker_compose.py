@@ -16,7 +16,8 @@ from django.conf import settings
 
 from config.embedded_redis import free_port
 from tests.support import compose as compose_support
-from tests.support.web import assert_static_files_are_served
+from tests.support.flower import broker_page_depths, flower_login
+from tests.support.web import assert_static_files_are_served, fetch
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 APP_SERVICES = {"web", "worker", "beat", "flower"}
@@ -187,9 +188,11 @@ def test_the_compose_services_start_under_production_settings_and_web_becomes_he
     flower_url = f"http://127.0.0.1:{flower_port}"
     with urllib.request.urlopen(f"{flower_url}/healthcheck", timeout=10) as answer:
         assert answer.read() == b"OK"
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"{flower_url}/", timeout=10)
-    assert refused.value.code == 401  # FLOWER_BASIC_AUTH is in force
+    assert fetch(f"{flower_url}/", {})[0] == 401  # FLOWER_BASIC_AUTH is in force
+    status, _, page = fetch(f"{flower_url}/broker", flower_login(SHELL["FLOWER_BASIC_AUTH"]))
+    assert status == 200 and "default" in broker_page_depths(page.decode()), page[-2000:]
+    status, _, metrics = fetch(f"{flower_url}/metrics", {})  # for Prometheus: not behind the login
+    assert status == 200 and b"# TYPE flower_events_total counter" in metrics
     for process in (web, worker, beat, flower):
         assert process.process.poll() is None, f"{process.name} exited:\n{process.output()[-3000:]}"
         assert "Traceback" not in process.output(), f"{process.name}:\n{process.output()[-3000:]}"

@@ -134,6 +134,12 @@ def test_the_readme_curl_examples_answer_as_it_says(tmp_path):
         assert call("1/pause/", **number)[0] == 200
         assert Schedule.objects.get(pk=schedule["id"]).paused
 
+        for command in [c for c in calls if c.endswith("/metrics")]:  # Prometheus text, not JSON
+            called.add(command)
+            result = sh(command.replace("localhost:8000", host), {**env, "CHORDFLOW_METRICS_TOKEN": "t"})
+            started = r'^chordflow_runs_started_total\{workflow="hello"\} [1-9]'
+            assert re.search(started, result.stdout, re.M), result.stdout
+
         assert [c for c in calls if c not in called] == []  # every curl of the README was run
 
 

@@ -250,8 +250,12 @@ CELERY_BEAT_SCHEDULE["chordflow-metrics"] = {
     "task": "executions.metrics_fold",
     "schedule": float(CHORDFLOW_METRICS_FOLD_INTERVAL),
 }
-# Flower's address, for the admin's links from a step to its task (none when empty).
+# Flower's address, for the admin's links to it and from a step to its task (none when empty).
 CHORDFLOW_FLOWER_URL = env_str("CHORDFLOW_FLOWER_URL", "")
+if CHORDFLOW_FLOWER_URL and not CHORDFLOW_FLOWER_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(
+        f"CHORDFLOW_FLOWER_URL={CHORDFLOW_FLOWER_URL!r} is not an address: start it with https://"
+    )
 # Links in approval emails point here.
 CHORDFLOW_BASE_URL = env_str("CHORDFLOW_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chordflow@localhost")

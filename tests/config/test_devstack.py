@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from config.embedded_redis import free_port
+from tests.support.flower import broker_page_depths
 from tests.support.web import assert_static_files_are_served
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -59,7 +60,12 @@ def test_make_run_serves_healthz_and_stops_on_sigint_leaving_no_process(tmp_path
         assert status == 200, body
         assert json.loads(body)["checks"] == {"database": "ok", "broker": "ok"}
         assert_static_files_are_served(f"http://127.0.0.1:{web_port}")
-        assert wait_for(f"http://127.0.0.1:{flower_port}/healthcheck", devstack, log)[0] == 200
+        flower = f"http://127.0.0.1:{flower_port}"
+        assert wait_for(f"{flower}/healthcheck", devstack, log)[0] == 200
+        status, page = get(f"{flower}/broker")
+        assert status == 200 and "default" in broker_page_depths(page.decode()), page[-2000:]
+        status, metrics = get(f"{flower}/metrics")
+        assert status == 200 and b"# TYPE flower_events_total counter" in metrics
 
         family = psutil.Process(devstack.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family)

@@ -134,6 +134,11 @@ def test_a_bad_boolean_is_refused_with_its_name():
     assert "DJANGO_DEBUG='maybe' is not a boolean" in result.stderr
 
 
+def test_a_flower_address_without_a_scheme_is_refused_with_its_name():
+    result = load_settings("config.settings.local", CHORDFLOW_FLOWER_URL="flower.example.com")
+    assert "CHORDFLOW_FLOWER_URL='flower.example.com' is not an address" in result.stderr
+
+
 def test_json_log_lines_are_json():
     code = "import django, logging; django.setup(); logging.getLogger('chordflow.test').warning('hello %s', 'there')"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", **SAFE}

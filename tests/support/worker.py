@@ -19,10 +19,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 READY_TIMEOUT_SECONDS = 60
 
 
-def start_celery(argv: list[str], log_path: Path) -> subprocess.Popen:
-    """A celery process (worker or beat) on the test settings and the test database, logging to `log_path`."""
+def start_celery(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A celery process (worker, beat, Flower) on the test settings and database, logging to `log_path`."""
     env = {
         **os.environ,
+        **(env or {}),
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         # After pytest-django's setup, NAME is the test database's.
         "CHORDFLOW_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
@@ -33,6 +34,18 @@ def start_celery(argv: list[str], log_path: Path) -> subprocess.Popen:
             argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, process_group=0, preexec_fn=die_with_parent,
         )  # fmt: skip
+
+
+def stop_group(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    """SIGTERM to a process started by `start_celery` and its group; SIGKILL if it outlives `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 class WorkerProcess:
