@@ -13,7 +13,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 560, 170
-LEFT, RIGHT, TOP, BOTTOM = 52, 10, 10, 24
+LEFT, RIGHT, TOP, BOTTOM = 60, 12, 12, 26
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,7 @@ def line_chart(*, title: str, lines: list[Line], starts: list[datetime], unit: s
         return TOP + plot_h * (1 - value / top)
 
     parts = [
-        f'<svg class="cf-chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img"'
-        f' aria-label="{escape(title)}">',
+        f'<svg class="cf-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
     for fraction in (0, 0.5, 1):  # the grid and the y axis
