@@ -34,8 +34,10 @@ def nice_ceiling(value: float) -> float:
     return 10 * power
 
 
-def fmt(value: float, unit: str = "") -> str:
-    """A figure for an axis or a tile: 0.0042 s is "4.2 ms", 1,234 is "1,234"."""
+def fmt(value: float | None, unit: str = "") -> str:
+    """A figure for an axis or a tile: 0.0042 s is "4.2 ms", 1,234 is "1,234"; None (no data) is "-"."""
+    if value is None:
+        return "-"
     if unit == "s":
         if value == 0:
             return "0 s"

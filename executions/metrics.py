@@ -22,7 +22,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
@@ -38,6 +38,7 @@ FOLD_BATCH = 5000  # events per transaction
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 10800.0, 21600.0, 86400.0)
 PERIODS = (60, 600, 3600)  # rollups: a row per minute, 10 minutes and hour (the hour, day and week views)
+KEEP = {60: timedelta(days=2), 600: timedelta(days=8), 3600: timedelta(days=400)}  # then beat's fold drops them
 
 
 class Series:
@@ -117,7 +118,10 @@ def metrics_fold(*, batch: int = FOLD_BATCH, max_batches: int = 1000, sample: bo
     `sample`: also record the gauges' current values in the rollups (beat's fold does, every
     CHORDFLOW_METRICS_FOLD_INTERVAL seconds), read before any lock is taken.
     """
-    samples = _samples(gauges(), timezone.now()) if sample else {}
+    now = timezone.now()
+    samples = _samples(gauges(), now) if sample else {}
+    if sample:
+        prune_rollups(now)
     folded = 0
     for _ in range(max_batches):
         count = _fold_batch(batch, samples)
@@ -126,6 +130,14 @@ def metrics_fold(*, batch: int = FOLD_BATCH, max_batches: int = 1000, sample: bo
         if count < batch:
             break
     return folded
+
+
+def prune_rollups(now: datetime) -> int:
+    """Drop rollups older than any view reads (KEEP): each period's table stays a bounded size."""
+    dropped = 0
+    for period, keep in KEEP.items():
+        dropped += MetricRollup.objects.filter(period=period, start__lt=now - keep).delete()[0]
+    return dropped
 
 
 def _fold_batch(limit: int, samples: dict[RollupKey, Tally]) -> int:

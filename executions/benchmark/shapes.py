@@ -28,6 +28,7 @@ from django.utils import timezone
 from config.celery_app import app
 from config.embedded_redis import die_with_parent
 from executions import attempts
+from executions.benchmark.observability import shape_observability
 from executions.benchmark.raw_tasks import done, noop, store
 from executions.dispatch import SCHEDULE_TICK
 from executions.models import Run, Schedule, StepRun
@@ -374,6 +375,9 @@ class Bench:
         report["cost"] = self.shape_cost()
         print("memory...", flush=True)
         report["memory"] = self.memory_growth(self.widths[-2] if len(self.widths) > 1 else self.widths[0])
+        observed = 20_000 if self.quick else 1_000_000
+        print(f"/metrics and the metrics page with {observed:,} runs...", flush=True)
+        report["observability"] = shape_observability(runs=observed)
         report["targets"] = self.targets(report)
         return report
 
@@ -439,6 +443,22 @@ class Bench:
                 "pass": late <= 2,
             }
         )
+        seen = report["observability"]
+        lines.append(
+            {
+                "target": f"/metrics: a scrape <= 200 ms ({seen['runs']:,} runs)",
+                "value": f"{seen['scrape_ms']:.0f} ms",
+                "pass": seen["scrape_ms"] <= 200,
+            }
+        )
+        slowest = max(seen["page_ms"].values())
+        lines.append(
+            {
+                "target": f"metrics page: loads <= 1 s, hour, day or week ({seen['runs']:,} runs)",
+                "value": f"{slowest:.0f} ms",
+                "pass": slowest <= 1000,
+            }
+        )
         return lines
 
     def table(self, report: dict) -> str:
@@ -500,6 +520,12 @@ class Bench:
             f"{sched['schedules']:,} schedules due at once: runs started p50 {sched['p50_late_s']:.2f} s, "
             f"p99 {sched['p99_late_s']:.2f} s, last {sched['last_late_s']:.2f} s after their nominal time "
             f"({sched['starts_per_second']:.0f} starts/s)"
+        )
+        seen = report["observability"]
+        pages = ", ".join(f"{name} {ms:.0f} ms" for name, ms in seen["page_ms"].items())
+        lines.append(
+            f"with {seen['runs']:,} runs: a /metrics scrape {seen['scrape_ms']:.0f} ms; the metrics page {pages} "
+            f"(seeded in {seen['seed_seconds']:.0f} s)"
         )
         lines.append("")
         lines.append("targets (goals, not assertions):")

@@ -11,7 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from executions.charts import Line, line_chart, nice_ceiling
+from executions.charts import Line, fmt, line_chart, nice_ceiling
 from executions.metrics import STEP_BUCKETS, metrics_fold
 from executions.metrics_page import RANGES, bin_starts, quantile
 from executions.services import run_start
@@ -56,6 +56,8 @@ def test_a_chart_escapes_what_it_is_given_and_breaks_where_data_is_missing():
     svg = line_chart(title="<script>x</script>", lines=[Line("<b>", "#123456", values)], starts=starts)
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert svg.count("<polyline") == 1 and svg.count("<circle") == 1  # 1-2 joined; 3 alone
+    assert fmt(quantile(0.5, [0] * 17, STEP_BUCKETS), "s") == "-"  # buckets, all empty: no figure, no error
+    assert fmt(0.0042, "s") == "4.2 ms" and fmt(1234) == "1,234" and fmt(12.5, "%") == "12.5%"
     assert nice_ceiling(7) == 10 and nice_ceiling(0.3) == 0.5 and nice_ceiling(0) == 1
 
 
