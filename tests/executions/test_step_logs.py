@@ -1,22 +1,34 @@
 """Step logs end to end: an action on a real worker logs, REST reads the lines back with filters, the
 bounds hold, failures and tracebacks land there; and, in this process, what a log costs in SQL."""
 
+import re
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
 
-from executions import attempts
-from executions.models import StepLog
+from config.asgi import application
+from executions import attempts, broadcast
+from executions.models import StepLog, StepRun
 from executions.retention import delete_runs
 from executions.services import run_cancel, run_start
 from executions.states import RunStatus, StepStatus
+from executions.sweeper import sweep
+from tests.executions.test_consumers import cookie_for, frames_until
+from tests.support.actions import counter
 from tests.support.api import token_client, user_with
 from tests.support.runs import step_row, steps, wait_for_run, wait_until, workflow
-from tests.support.services import NOWHERE, purge_nowhere
+from tests.support.services import purge_nowhere
+from workflows.action_log import LogLevel
 
+NOWHERE = {"queue": "nobody-reads-this"}
 LINES = [
     {"level": "debug", "message": "connecting to %s", "args": ["db-1"]},
     {"level": "info", "message": "fetched %d rows", "args": [42], "extra": {"rows": 42, "table": "orders"}},
@@ -129,9 +141,88 @@ def test_an_uncaught_exception_lands_in_the_log_with_its_traceback_on_every_atte
     assert [line["attempt"] for line in logs(viewer, run, "?level=error&attempt=2")] == [2]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_timeout_and_a_permanent_error_are_logged_as_errors(viewer):
+    wf = workflow(
+        steps(
+            {"id": "slow", "action": "test.sleep_then_record", "params": {"seconds": 5}, "timeout": 1},
+            {"id": "never", "action": "test.permanent", "depends_on": ["slow"]},
+            defaults={"retry": {"max_attempts": 1}, "on_failure": "continue"},
+        )
+    )
+    run, _ = run_start(workflow=wf)
+    assert wait_for_run(run.pk).status == RunStatus.SUCCEEDED  # both failed, and the run went on
+    by_step = {line["step"]: line for line in logs(viewer, run, "?level=error")}
+    assert by_step["slow"]["message"] == "TimeoutError: attempt 1 ran past the step's timeout of 1s"
+    assert by_step["never"]["message"] == "PermanentError: this can never work"
+    assert by_step["never"]["extra"] == {"error_type": "PermanentError", "retryable": False}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_logs_an_attempt_whose_worker_died():
+    run = in_process({"id": "s", "action": "test.log", "timeout": 1, "retry": {"max_attempts": 1}})
+    row = step_row(run, "s")
+    assert attempts.step_claim(step_run_id=row.pk, attempt=1) is not None  # then the worker died
+    assert sweep(now=timezone.now() + timedelta(seconds=60))["attempts_expired"] == 1
+    (line,) = StepLog.objects.filter(run=run)
+    assert (line.attempt, line.level, line.extra) == (
+        1,
+        LogLevel.ERROR,
+        {"error_type": "LostAttemptError", "retryable": True},
+    )
+    assert line.message.startswith("LostAttemptError: attempt 1 did not finish within the step's timeout of 1s")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_running_steps_lines_show_within_a_second_and_each_write_sends_one_hint_to_the_page(viewer):
+    go = f"test:go:{uuid.uuid4()}"
+    wf = workflow(steps({"id": "slow", "action": "test.log", "params": {"repeat": 3, "wait_key": go}}))
+    run, _ = run_start(workflow=wf)
+    headers = cookie_for(user_with("executions.view_run"))
+
+    async def scenario():
+        socket = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=headers)
+        assert (await socket.connect())[0]
+        first = await frames_until(socket, lambda item: item["type"] == "step.log", timeout=30)
+        running = await sync_to_async(lambda: step_row(run, "slow").status)()
+        seen = await sync_to_async(logs)(viewer, run)
+        await sync_to_async(counter().set)(go, 1)
+        rest = await frames_until(socket, lambda item: item["type"] == "run.succeeded", timeout=30)
+        await socket.disconnect()
+        return first, running, seen, rest
+
+    first, running, seen, rest = async_to_sync(scenario)()
+    assert running == StepStatus.RUNNING  # written while the attempt runs (the action asks cancelled())
+    assert [line["message"] for line in seen] == ["line 1 of 3", "line 2 of 3", "line 3 of 3"]
+    hints = [item for frame in [*first, *rest] for item in frame if item["type"] == "step.log"]
+    assert hints[0] == {
+        "type": "step.log", "run": str(run.pk), "step": "slow", "branch": None, "attempt": 1, "id": None,
+        "last_log": seen[-1]["id"], "lines": 3,
+    }  # fmt: skip
+    last = StepLog.objects.filter(run=run).latest("id")
+    assert last.message == "done waiting"
+    assert [(hint["lines"], hint["last_log"]) for hint in hints[1:]] == [(1, last.pk)]  # with the outcome
+
+
+def test_log_hints_of_one_step_in_one_send_become_one_and_are_never_counted_as_branch_events():
+    hint = {"type": "step.log", "run": "r", "step": "fan", "id": None}
+    bodies = [
+        *({**hint, "branch": i, "attempt": 1, "last_log": 10 + i, "lines": 2} for i in range(60)),
+        {**hint, "step": "other", "branch": None, "attempt": 3, "last_log": 5, "lines": 1},
+        *({"id": i, "type": "step.succeeded", "run": "r", "step": "fan", "branch": i} for i in range(3)),
+    ]
+    assert broadcast.coalesce(bodies) == [
+        {**hint, "branch": None, "attempt": 1, "last_log": 69, "lines": 120},
+        {**hint, "step": "other", "branch": None, "attempt": 3, "last_log": 5, "lines": 1},
+        *bodies[-3:],
+    ]
+
+
 @pytest.mark.django_db
 def test_bad_filters_are_a_400_naming_each_parameter_and_an_unknown_run_a_404(viewer):
-    run, _ = run_start(workflow=workflow(steps({"id": "a", "action": "echo"}, defaults={"queue": NOWHERE})))
+    run, _ = run_start(workflow=workflow(steps({"id": "a", "action": "echo"}, defaults=NOWHERE)))
     for query, path in [
         ("level=loud", "level"),
         ("level=WARNING", "level"),
@@ -157,7 +248,7 @@ def test_bad_filters_are_a_400_naming_each_parameter_and_an_unknown_run_a_404(vi
 
 def in_process(*specs, input=None):
     purge_nowhere()
-    run, _ = run_start(workflow=workflow(steps(*specs, defaults={"queue": NOWHERE})), input=input or {})
+    run, _ = run_start(workflow=workflow(steps(*specs, defaults=NOWHERE)), input=input or {})
     return run
 
 
@@ -245,3 +336,57 @@ def test_retention_deletes_a_purged_runs_log_lines_with_one_statement():
     assert len(deletes) == 1
     assert not StepLog.objects.filter(run_id=run.pk).exists()
     assert StepLog.objects.filter(run=keep).count() == 2
+
+
+# --- the admin ----------------------------------------------------------------------------------------
+
+XSS = '<script>window.pwned = 1</script>"><img src=x onerror=alert(1)>'
+
+
+def add_lines(run, step_id: str, count: int, *, branch=None, message="line {}", extra=None):
+    now = timezone.now()
+    StepLog.objects.bulk_create(
+        StepLog(
+            run=run, step_id=step_id, branch_index=branch, attempt=2, level=LogLevel.WARNING,
+            message=message.format(number), extra=extra or {}, logged_at=now,
+        )
+        for number in range(count)
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_step_panel_shows_the_steps_latest_lines_escaped(admin_client):
+    run, _ = run_start(
+        workflow=workflow(steps({"id": "fan", "action": "echo", "for_each": "{{ [1, 2] }}"}, defaults=NOWHERE))
+    )
+    add_lines(run, "fan", 1, branch=0, message=XSS, extra={"html": XSS})
+    add_lines(run, "fan", 250, branch=1)
+    panel = admin_client.get(reverse("admin:executions_run_step", args=[run.pk, "fan"])).content.decode()
+    assert "<script>window.pwned" not in panel and "<img src=x" not in panel
+    shown = re.findall(r'<tr data-log="(\d+)" data-level="warning">', panel)
+    latest = list(StepLog.objects.filter(run=run).order_by("-id").values_list("pk", flat=True)[:200])
+    assert [int(pk) for pk in shown] == latest[::-1]  # the latest 200, oldest first: XSS's line is not among them
+    assert f'data-last-log="{latest[0]}"' in panel
+    assert '<td>2</td><td>1</td><td><pre class="cf-log-message">line 249</pre>' in panel  # attempt, branch, text
+    assert f'/api/runs/{run.pk}/logs/?step=fan"' in panel
+
+    StepLog.objects.filter(run=run, branch_index=1).delete()
+    panel = admin_client.get(reverse("admin:executions_run_step", args=[run.pk, "fan"])).content.decode()
+    assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in panel and "<script>window" not in panel
+    branch = StepRun.objects.get(run=run, step_id="fan", branch_index=0)
+    page = admin_client.get(reverse("admin:executions_steprun_change", args=[branch.pk])).content.decode()
+    assert 'id="cf-step-log"' in page and "&lt;script&gt;window.pwned" in page and "<script>window" not in page
+
+
+@pytest.mark.django_db
+def test_a_step_that_logged_nothing_says_so_and_its_page_costs_one_query_more(admin_client):
+    run, _ = run_start(workflow=workflow(steps({"id": "a", "action": "echo"}, defaults=NOWHERE)))
+    url = reverse("admin:executions_run_step", args=[run.pk, "a"])
+    assert "nothing logged yet" in admin_client.get(url).content.decode()
+    with CaptureQueriesContext(connection) as quiet:
+        admin_client.get(url)
+    add_lines(run, "a", 300)
+    with CaptureQueriesContext(connection) as chatty:
+        assert "nothing logged yet" not in admin_client.get(url).content.decode()
+    assert len(chatty) == len(quiet)
+    assert sum("executions_steplog" in q["sql"] for q in chatty.captured_queries) == 1
