@@ -22,9 +22,10 @@ logger = logging.getLogger(__name__)
 
 
 class AttemptSink:
-    """Writes one attempt's lines. Inside a transaction (the attempt's outcome) a failure rolls it back
-    with the outcome, which is then recorded again; outside one (a flush while the attempt runs) a failed
-    write is logged and its lines are lost: a log never fails a step."""
+    """Writes one attempt's lines. Inside the transaction that records the attempt's outcome, a failed
+    write fails it with the outcome (a lock conflict is tried again, lines and outcome together; the
+    lines are JSON-safe, so little else can fail). Outside one (a flush while the attempt runs) a
+    failed write is logged and its lines are lost: a log never fails a step."""
 
     def __init__(self, *, run_id: Any, step_id: str, branch: int | None, attempt: int) -> None:
         self.run_id, self.step_id, self.branch, self.attempt = run_id, step_id, branch, attempt

@@ -122,20 +122,21 @@ class ActionLog:
         self.log(LogLevel.ERROR, message, *args, extra=extra, exc_info=True)
 
     def log(
-        self, level: int, message: Any, *args: Any, extra: dict | None = None, exc_info: Any = False, engine=False
+        self, level: int | str, message: Any, *args: Any, extra: dict | None = None, exc_info: Any = False, engine=False
     ) -> None:
         """Keep one line (`engine`: the engine's own, kept past the bounds). Never raises."""
         if self.dropped and not engine:  # past the bounds: count it, and spend nothing on formatting it
             with self._lock:
                 self.dropped += 1
             return
+        level = _level(level)
         try:
             text = _format(message, args)
             if exc_info:
                 text = f"{text}\n{_exception_text(exc_info)}".rstrip("\n")
-            line = self._line(int(level), text, extra)
+            line = self._line(level, text, extra)
         except Exception as exc:  # a log call must never fail the action
-            line = LogLine(int(level), f"(could not log a line: {type(exc).__name__}: {exc})", {}, _now())
+            line = LogLine(level, f"(could not log a line: {type(exc).__name__}: {exc})", {}, _now())
         with self._lock:
             if not engine and not self._admit(line):
                 return
@@ -208,6 +209,17 @@ class ActionLog:
     def may_flush(self) -> bool:
         """Overridden by the engine: not inside the action's own transaction (its rollback would take the lines)."""
         return True
+
+
+def _level(level: Any) -> int:
+    """One of the four levels: a name, or a number rounded down as logging's are (CRITICAL is an error)."""
+    if isinstance(level, str):
+        return LEVEL_BY_NAME.get(level.lower(), LogLevel.INFO)
+    try:
+        number = int(level)
+    except (TypeError, ValueError):
+        return LogLevel.INFO
+    return max((known for known in LogLevel if known <= number), default=LogLevel.DEBUG)
 
 
 def _now() -> datetime.datetime:

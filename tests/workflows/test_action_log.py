@@ -149,3 +149,10 @@ def test_exception_adds_the_traceback_of_the_error_being_handled():
     first, *trace = log.lines[0].message.splitlines()
     assert first == "lookup failed for missing" and log.lines[0].level == LogLevel.ERROR
     assert trace[0] == "Traceback (most recent call last):" and trace[-1] == "KeyError: 'missing'"
+
+
+def test_any_level_becomes_one_of_the_four_as_logging_rounds_them():
+    log = bounded()
+    for level in (5, 10, 25, "WARNING", 50, "loud", None):
+        log.log(level, "x")
+    assert [line.level for line in log.lines] == [10, 10, 20, 30, 40, 20, 20]
