@@ -26,6 +26,7 @@ from tests.support.actions import counter
 from tests.support.api import token_client, user_with
 from tests.support.runs import step_row, steps, wait_for_run, wait_until, workflow
 from tests.support.services import purge_nowhere
+from tests.support.worker import WorkerProcess
 from workflows.action_log import LogLevel
 
 NOWHERE = {"queue": "nobody-reads-this"}
@@ -218,6 +219,29 @@ def test_log_hints_of_one_step_in_one_send_become_one_and_are_never_counted_as_b
         {**hint, "step": "other", "branch": None, "attempt": 3, "last_log": 5, "lines": 1},
         *bodies[-3:],
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_attempt_keeps_the_lines_it_wrote_and_the_sweep_says_why_it_ended():
+    go = f"test:go:{uuid.uuid4()}"
+    params = {"repeat": 2, "wait_key": go, "then_hang": 60}
+    wf = workflow(
+        steps({"id": "s", "action": "test.log", "params": params, "timeout": 2, "retry": {"max_attempts": 1}},
+              defaults={"queue": "steplogs-kill"})
+    )  # fmt: skip
+    doomed = WorkerProcess(name="steplogs-doomed", concurrency=1, queues="steplogs-kill").start()
+    try:
+        run, _ = run_start(workflow=wf)
+        wait_until(lambda: StepLog.objects.filter(run=run).count() == 2, what="the lines written mid-attempt")
+        counter().set(go, 1)
+        wait_until(lambda: counter().exists(f"{go}:hanging"), what="a line left in the buffer")
+    finally:
+        doomed.kill()
+    assert sweep(now=timezone.now() + timedelta(seconds=60))["attempts_expired"] == 1
+    messages = list(StepLog.objects.filter(run=run).order_by("id").values_list("message", flat=True))
+    assert messages[:2] == ["line 1 of 2", "line 2 of 2"]
+    assert [m.split(":")[0] for m in messages[2:]] in (["LostAttemptError"], ["done waiting", "LostAttemptError"])
+    assert "never written" not in messages  # the buffer died with the worker, as the README says
 
 
 @pytest.mark.django_db

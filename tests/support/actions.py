@@ -148,7 +148,8 @@ def superseded(params, context):
 def log_lines(params, context):
     """Logs `lines` ({level, message, args, extra}), then `repeat` numbered info lines, then a line through
     Python's logging when `python_log` is set; then waits for `wait_key` in Redis (stopping once cancelled),
-    and raises `raise` as a ValueError, or returns what it logged."""
+    logs one more line and hangs for `then_hang` seconds (marking `<wait_key>:hanging`), and raises `raise`
+    as a ValueError, or returns what it logged."""
     for line in params.get("lines", []):
         getattr(context.log, line["level"])(line["message"], *line.get("args", []), extra=line.get("extra"))
     repeat = params.get("repeat", 0)
@@ -163,6 +164,10 @@ def log_lines(params, context):
                 raise AttemptCancelled("stopped waiting")
             time.sleep(0.05)
         context.log.info("done waiting")
+    if params.get("then_hang"):  # a line still in the buffer, then no log call nor cancelled() question
+        context.log.info("never written")
+        counter().set(f"{params['wait_key']}:hanging", 1)
+        time.sleep(params["then_hang"])
     if params.get("raise"):
         raise ValueError(params["raise"])
     return {"logged": len(params.get("lines", [])) + repeat}
