@@ -64,6 +64,7 @@ urlpatterns = [
     path("runs/", runs.RunListView.as_view(), name="run-list"),
     path("runs/<str:run_id>/", runs.RunDetailView.as_view(), name="run-detail"),
     path("runs/<str:run_id>/events/", runs.RunEventsView.as_view(), name="run-events"),
+    path("runs/<str:run_id>/logs/", runs.RunLogsView.as_view(), name="run-logs"),
     path("runs/<str:run_id>/steps/<str:step_id>/branches/", runs.RunBranchesView.as_view(), name="run-branches"),
     path("runs/<str:run_id>/cancel/", runs.RunCancelView.as_view(), name="run-cancel"),
     path("runs/<str:run_id>/retry/", runs.RunRetryView.as_view(), name="run-retry"),

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from executions import concurrency, metrics_page
+from executions import admin_logs, concurrency, metrics_page
 from executions.admin_html import html_table
 from executions.exceptions import InvalidTransitionError
 from executions.models import Run, RunEvent, StepRun
@@ -370,6 +370,7 @@ class RunAdmin(ReadOnlyAdmin):
             "branch_count": f"{row.branch_count:,}" if row.branch_count is not None else None,
             "first_branch": start,
             "last_branch": start + min(len(branches), BRANCHES_PER_PAGE) - 1,
+            **admin_logs.panel_context(run, row),
         }  # fmt: skip
         return TemplateResponse(request, "admin/executions/run/step_panel.html", context)
 
@@ -538,7 +539,7 @@ class StepRunAdmin(ReadOnlyAdmin):
     fields = [
         "run", "step_id", "branch_index", "status", "attempts", "task", "queued_at", "started_at", "finished_at",
         "next_retry_at", "input_pretty", "item_pretty", "output_pretty", "error_type", "error_message",
-        "error_traceback",
+        "error_traceback", "log",
     ]  # fmt: skip
     readonly_fields = fields
 
@@ -577,6 +578,10 @@ class StepRunAdmin(ReadOnlyAdmin):
     @admin.display(description="output")
     def output_pretty(self, obj):
         return pretty(obj.output)
+
+    @admin.display(description="log")
+    def log(self, obj):
+        return admin_logs.step_run_log(obj)
 
 
 from executions import admin_beat, admin_schedules, admin_workflows  # noqa: E402, F401  (register their admins)

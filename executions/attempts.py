@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from executions import cancellation, events, transitions
+from config import logfilters
+from executions import cancellation, events, steplogs, transitions
 from executions.advance import advance_locked
 from executions.branches import branch_failed, branch_finished
 from executions.models import StepRun
@@ -25,6 +26,7 @@ from executions.resolve import step_give_up
 from executions.selectors import run_facts
 from executions.states import StepMove
 from workflows import limits, secrets
+from workflows.action_log import LogLevel
 from workflows.actions import ActionContext, get_action
 from workflows.exceptions import AttemptCancelled, PermanentError, RetryableError
 from workflows.services import version_spec_by_id
@@ -60,8 +62,18 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
             "step run %s attempt %s: already claimed or no longer runnable; nothing to do", step_run_id, attempt
         )
         return None
+    with logfilters.attempt_scope(run_id=row.run_id, step_id=row.step_id, branch=row.branch_index, attempt=attempt):
+        return _execute(row, attempt)
+
+
+def _execute(row: StepRun, attempt: int) -> float | None:
     facts = run_facts(row.run_id)
     step = version_spec_by_id(facts.version_id, facts.content_hash).step(row.step_id)
+    revealed: dict[str, str] = {}  # secret name -> value, redacted from whatever the attempt leaves
+    log = steplogs.attempt_log(
+        run_id=row.run_id, step_id=row.step_id, branch=row.branch_index, attempt=attempt,
+        redact=lambda value: secrets.redact(value, revealed),
+    )  # fmt: skip
     context = ActionContext(
         run_id=str(row.run_id),
         workflow=facts.workflow,
@@ -70,8 +82,8 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
         branch_index=row.branch_index,
         item=row.item,
         cancel_probe=cancellation.AttemptProbe(run_id=row.run_id, step_run_id=row.pk, attempt=attempt),
+        log=log,
     )
-    revealed: dict[str, str] = {}  # secret name -> value, redacted from whatever the attempt leaves
     try:
         params = secrets.reveal(
             row.input, template=step.params, run_id=context.run_id, step_id=row.step_id, allowed=step.secrets,
@@ -83,7 +95,9 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
         failure = Failure("TimeoutError", f"attempt {attempt} ran past the step's timeout of {step.timeout:g}s", True)
     except AttemptCancelled as exc:
         if context.cancelled():  # the cancel ended this attempt's row already: nothing to record
-            logger.info("step run %s attempt %s stopped after its cancel", step_run_id, attempt)
+            logger.info("step run %s attempt %s stopped after its cancel", row.pk, attempt)
+            log.log(LogLevel.INFO, "stopped: the step was cancelled (%s)", exc, engine=True)
+            steplogs.writer(log)()
             return None
         failure = Failure(type(exc).__name__, str(exc), False)  # raised without a cancel: a plain failure
     except PermanentError as exc:
@@ -93,7 +107,7 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
     except Exception as exc:  # any other error of an action is retryable
         failure = Failure(type(exc).__name__, str(exc), True, traceback.format_exc())
     else:
-        step_succeed(row=row, output=output)
+        step_succeed(row=row, output=output, write_log=steplogs.writer(log))
         return None
     # secrets out first, then the cut: a value straddling the cut would leave a piece behind
     failure = replace(
@@ -101,7 +115,11 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
         message=secrets.redact(failure.message, revealed),
         traceback=secrets.redact(failure.traceback, revealed)[-TRACEBACK_LIMIT:],
     )
-    return attempt_failed(row=row, step=step, failure=failure)
+    steplogs.failure_line(
+        log, error_type=failure.type, message=failure.message, traceback=failure.traceback,
+        retryable=failure.retryable,
+    )  # fmt: skip
+    return attempt_failed(row=row, step=step, failure=failure, write_log=steplogs.writer(log))
 
 
 def _check_json(output: Any) -> None:
@@ -138,8 +156,21 @@ def recorded(record: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def step_succeed(*, row: StepRun, output: Any) -> None:
-    recorded(lambda: _succeed(row, output))
+def logged(write_log: Callable[[], None] | None, record: Callable[[], T]) -> Callable[[], T]:
+    """`record` preceded by the attempt's last log lines, in its transaction: a finished step's log is
+    complete, and an attempt that logged nothing costs no statement."""
+    if write_log is None:
+        return record
+
+    def both() -> T:
+        write_log()
+        return record()
+
+    return both
+
+
+def step_succeed(*, row: StepRun, output: Any, write_log: Callable[[], None] | None = None) -> None:
+    recorded(logged(write_log, lambda: _succeed(row, output)))
 
 
 def _succeed(row: StepRun, output: Any) -> None:
@@ -159,11 +190,13 @@ def _succeed(row: StepRun, output: Any) -> None:
 _NO_ERROR = {"error_type": "", "error_message": "", "error_traceback": "", "next_retry_at": None}
 
 
-def attempt_failed(*, row: StepRun, step: StepSpec, failure: Failure) -> float | None:
+def attempt_failed(
+    *, row: StepRun, step: StepSpec, failure: Failure, write_log: Callable[[], None] | None = None
+) -> float | None:
     """Record a failed attempt: retrying (returns the delay to schedule, or None when parked) or failed."""
     used = row.attempts - row.attempt_base
     if not failure.retryable or used >= step.retry.max_attempts:
-        step_fail(row=row, step=step, failure=failure)
+        step_fail(row=row, step=step, failure=failure, write_log=write_log)
         return None
     delay = step.retry.delay(used)
     if failure.retry_after is not None:
@@ -176,7 +209,7 @@ def attempt_failed(*, row: StepRun, step: StepSpec, failure: Failure) -> float |
         "error_traceback": failure.traceback,
         **({"task_id": ""} if parked else {}),
     }
-    if not recorded(lambda: _retry_later(row, failure, delay, fields)):
+    if not recorded(logged(write_log, lambda: _retry_later(row, failure, delay, fields))):
         return None
     return None if parked else delay
 
@@ -189,9 +222,9 @@ def _retry_later(row: StepRun, failure: Failure, delay: float, fields: dict) -> 
     )  # fmt: skip
 
 
-def step_fail(*, row: StepRun, step: StepSpec, failure: Failure) -> None:
+def step_fail(*, row: StepRun, step: StepSpec, failure: Failure, write_log: Callable[[], None] | None = None) -> None:
     """The step (or branch) has failed for good; its on_failure decides what the run does."""
-    recorded(lambda: _fail(row, step, failure))
+    recorded(logged(write_log, lambda: _fail(row, step, failure)))
 
 
 def _fail(row: StepRun, step: StepSpec, failure: Failure) -> None:

@@ -6,7 +6,9 @@ Each group message carries a list of events: one message per run per send, and a
 most once per `CHORDFLOW_BROADCAST_INTERVAL` (0.25 s), so a 10,000-wide fan-out does not flood
 browsers. Within a send, more than `BRANCH_EVENTS_INLINE` branch events of one step become one
 `branches.progress` hint: counts of what happened, for the page to refresh its branch counts from
-REST. Delivery is at most once; the RunEvent rows are the record (`?after=` catches up).
+REST. `step.log` hints (executions.steplogs: a step has new log lines) of one step in one send become
+one, counting their lines. Delivery is at most once; the RunEvent rows are the record (`?after=`
+catches up).
 """
 
 from __future__ import annotations
@@ -62,11 +64,15 @@ def _message(items: list[dict]) -> dict:
     return {"type": "run.events", "events": items}
 
 
+LOG_HINT = "step.log"
+
+
 def coalesce(bodies: list[dict]) -> list[dict]:
     """One run's events, with the branch events of a step that has many in this send as one hint."""
+    bodies = _merge_log_hints(bodies)
     per_step: dict[str, int] = {}
     for body in bodies:
-        if body.get("branch") is not None:
+        if body.get("branch") is not None and body["type"] != LOG_HINT:
             per_step[body["step"]] = per_step.get(body["step"], 0) + 1
     wide = {step for step, count in per_step.items() if count > BRANCH_EVENTS_INLINE}
     if not wide:
@@ -74,7 +80,7 @@ def coalesce(bodies: list[dict]) -> list[dict]:
     items: list[dict] = []
     hints: dict[str, dict] = {}
     for body in bodies:
-        if body.get("branch") is None or body["step"] not in wide:
+        if body.get("branch") is None or body["step"] not in wide or body["type"] == LOG_HINT:
             items.append(body)
             continue
         hint = hints.get(body["step"])
@@ -85,6 +91,28 @@ def coalesce(bodies: list[dict]) -> list[dict]:
             items.append(hint)
         hint["last_event"] = max(hint["last_event"], body["id"])
         hint["events"][body["type"]] = hint["events"].get(body["type"], 0) + 1
+    return items
+
+
+def _merge_log_hints(bodies: list[dict]) -> list[dict]:
+    """One `step.log` hint per step: the newest line id, the lines summed; branch and attempt kept only
+    when every merged hint had the same."""
+    merged: dict[str, dict] = {}
+    items: list[dict] = []
+    for body in bodies:
+        if body["type"] != LOG_HINT:
+            items.append(body)
+            continue
+        hint = merged.get(body["step"])
+        if hint is None:
+            merged[body["step"]] = hint = dict(body)
+            items.append(hint)
+            continue
+        hint["last_log"] = max(hint["last_log"], body["last_log"])
+        hint["lines"] += body["lines"]
+        for key in ("branch", "attempt"):
+            if hint[key] != body[key]:
+                hint[key] = None
     return items
 
 

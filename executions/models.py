@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from executions.states import FireOutcome, Overlap, RunStatus, StepStatus
+from workflows.action_log import LogLevel
 
 
 class Run(models.Model):
@@ -127,6 +128,30 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.step_id}"
+
+
+class StepLog(models.Model):
+    """One line an action logged (or the engine, for how an attempt failed); append-only, written in
+    batches per attempt (executions.steplogs)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs", db_index=False)
+    step_id = models.CharField(max_length=100)
+    branch_index = models.PositiveIntegerField(null=True, blank=True)
+    attempt = models.PositiveIntegerField()
+    level = models.PositiveSmallIntegerField(choices=LogLevel.choices)
+    message = models.TextField()
+    extra = models.JSONField(default=dict, blank=True)
+    logged_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [
+            models.Index(fields=["run", "id"], name="steplog_run_id"),
+            models.Index(fields=["run", "step_id", "id"], name="steplog_run_step_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step_id} #{self.attempt} {self.get_level_display()}: {self.message[:60]}"
 
 
 class Schedule(models.Model):

@@ -1,6 +1,6 @@
 """Retention: finished runs older than their workflow's retention are deleted, in bounded batches.
 
-A run's rows (steps and branches, events, and what other apps keep per run, such as approvals) go
+A run's rows (steps and branches, events, step logs, and what other apps keep per run, such as approvals) go
 in one transaction per batch of runs, with one DELETE per table: deleting through the ORM's collector
 would load every branch row (outputs included) into memory first. Unfinished runs are never deleted.
 Celery's result rows (django-celery-results) older than the global retention go too.
@@ -20,7 +20,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from executions import metrics
-from executions.models import Run, RunEvent, ScheduleFire, StepRun
+from executions.models import Run, RunEvent, ScheduleFire, StepLog, StepRun
 from executions.states import RUN_FINISHED
 from workflows.models import Workflow
 from workflows.services import version_spec
@@ -102,7 +102,7 @@ def delete_runs(ids: Sequence[Any]) -> int:
         for hook in list(_hooks):
             hook(list(ids))
         ScheduleFire.objects.filter(run_id__in=ids).update(run=None)
-        for model in (RunEvent, StepRun):
+        for model in (RunEvent, StepLog, StepRun):
             _delete_where_run_in(model, "run_id", ids)
         _delete_where_run_in(Run, "id", ids)
     return len(ids)

@@ -11,7 +11,8 @@ from typing import Any
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
-from executions.models import Run, RunEvent, Schedule, ScheduleFire, StepRun
+from executions.models import Run, RunEvent, Schedule, ScheduleFire, StepLog, StepRun
+from workflows.action_log import LEVEL_BY_NAME
 from workflows.services import version_spec
 
 
@@ -109,6 +110,28 @@ def step_branches(run: Run, step_id: str) -> QuerySet[StepRun]:
 def run_events(run: Run, after: int | None = None) -> QuerySet[RunEvent]:
     events = RunEvent.objects.filter(run=run)
     return events if after is None else events.filter(id__gt=after)
+
+
+def run_logs(
+    run: Run,
+    *,
+    step: str | None = None,
+    level: str | None = None,
+    attempt: int | None = None,
+    branch: int | None = None,
+    after: int | None = None,
+) -> QuerySet[StepLog]:
+    """A run's log lines in the order they were written; `level` is the least level shown."""
+    lines = StepLog.objects.filter(run=run)
+    if step:
+        lines = lines.filter(step_id=step)
+    if level:
+        lines = lines.filter(level__gte=LEVEL_BY_NAME[level])
+    if attempt is not None:
+        lines = lines.filter(attempt=attempt)
+    if branch is not None:
+        lines = lines.filter(branch_index=branch)
+    return lines if after is None else lines.filter(id__gt=after)
 
 
 def schedule_list() -> QuerySet[Schedule]:

@@ -1,12 +1,13 @@
-"""REST input and output shapes for runs, steps, branches and events."""
+"""REST input and output shapes for runs, steps, branches, events and step logs."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.rest import InstantField, StrictSerializer
 from executions import concurrency
-from executions.models import Run, RunEvent, StepRun
+from executions.models import Run, RunEvent, StepLog, StepRun
 from executions.states import RunStatus
+from workflows.action_log import LOG_LEVELS
 
 
 class RunStartInput(StrictSerializer):
@@ -150,3 +151,38 @@ class EventOutput(serializers.ModelSerializer):
 
     def get_attempt(self, event: RunEvent) -> int | None:
         return event.data.get("attempt")
+
+
+class LogFilterInput(serializers.Serializer):
+    """`context["steps"]`: the run's step ids, so an unknown step is a 400 naming `step`."""
+
+    step = serializers.CharField(required=False, max_length=100, help_text="A step id: only its lines (all branches).")
+    level = serializers.ChoiceField(
+        choices=LOG_LEVELS, required=False, help_text="The least level: `warning` gives warning and error lines."
+    )
+    attempt = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+    branch = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**31 - 1, help_text="A for_each branch's index."
+    )
+    after = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**63 - 1, help_text="A line id: only the lines after it."
+    )
+
+    def validate_step(self, value: str) -> str:
+        steps = self.context.get("steps")
+        if steps is not None and value not in steps:
+            raise serializers.ValidationError(f"this run has no step {value!r}")
+        return value
+
+
+class LogOutput(serializers.ModelSerializer):
+    run = serializers.UUIDField(source="run_id")
+    step = serializers.CharField(source="step_id")
+    branch = serializers.IntegerField(source="branch_index", allow_null=True)
+    level = serializers.ChoiceField(choices=LOG_LEVELS, source="get_level_display")
+    at = serializers.DateTimeField(source="logged_at")
+    extra = serializers.DictField(help_text="What the action passed as `extra=`, as JSON.")
+
+    class Meta:
+        model = StepLog
+        fields = ["id", "run", "step", "branch", "attempt", "level", "at", "message", "extra"]

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from executions import attempts, concurrency, transitions
+from executions import attempts, concurrency, steplogs, transitions
 from executions.advance import run_advance
 from executions.branches import step_join
 from executions.dispatch import new_task_id, queue_depth, step_signature
@@ -111,7 +111,11 @@ def expire_overdue_attempts(now) -> int:
             f"(+{grace:g}s grace): its worker died or was stopped",
             retryable=True,
         )
-        countdown = attempts.attempt_failed(row=row, step=step, failure=failure)
+        write_log = steplogs.lost_attempt_writer(
+            run_id=row.run_id, step_id=row.step_id, branch=row.branch_index, attempt=row.attempts,
+            error_type=failure.type, message=failure.message,
+        )  # fmt: skip
+        countdown = attempts.attempt_failed(row=row, step=step, failure=failure, write_log=write_log)
         if countdown is not None:
             _publish(row, attempt=row.attempts + 1, countdown=countdown)
         count += 1

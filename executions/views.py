@@ -1,4 +1,4 @@
-"""REST endpoints for runs: start, list, read, steps' branches, events, cancel, retry."""
+"""REST endpoints for runs: start, list, read, steps' branches, events, step logs, cancel, retry."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -19,6 +19,8 @@ from executions.serializers import (
     BranchOutput,
     EventFilterInput,
     EventOutput,
+    LogFilterInput,
+    LogOutput,
     ReplayConflictOutput,
     RunDetailOutput,
     RunFilterInput,
@@ -150,21 +152,56 @@ class RunBranchesView(GenericAPIView):
         return self.get_paginated_response(BranchOutput(page, many=True).data)
 
 
-class RunEventsView(GenericAPIView):
+class _RunRowsView(GenericAPIView):
+    """A run's rows in the order they were written (events, log lines), filtered, cursor-paginated."""
+
     required_permissions = {"GET": VIEW}
     pagination_class = InOrderPagination
+    filters = EventFilterInput
     serializer_class = EventOutput
+    rows = staticmethod(selectors.run_events)
 
-    @extend_schema(
-        parameters=[EventFilterInput, page_size_parameter(1000)],
-        responses={200: EventOutput(many=True), **errors(400, 401, 403, 404)},
-        operation_id="runs_events",
-    )
+    def filter_context(self, run: Run) -> dict:
+        return {}
+
     def get(self, request, run_id: str):
-        filters = EventFilterInput(data=request.query_params)
+        run = get_run(run_id)
+        filters = self.filters(data=request.query_params, context=self.filter_context(run))
         filters.is_valid(raise_exception=True)
-        page = self.paginate_queryset(selectors.run_events(get_run(run_id), **filters.validated_data))
-        return self.get_paginated_response(EventOutput(page, many=True).data)
+        page = self.paginate_queryset(self.rows(run, **filters.validated_data))
+        return self.get_paginated_response(self.serializer_class(page, many=True).data)
+
+
+def rows_schema(filters, output, operation_id: str, description: str | None = None):
+    return extend_schema(
+        parameters=[filters, page_size_parameter(1000)],
+        responses={200: output(many=True), **errors(400, 401, 403, 404)},
+        description=description,
+        operation_id=operation_id,
+    )
+
+
+class RunEventsView(_RunRowsView):
+    @rows_schema(EventFilterInput, EventOutput, "runs_events")
+    def get(self, request, run_id: str):
+        return super().get(request, run_id)
+
+
+class RunLogsView(_RunRowsView):
+    filters = LogFilterInput
+    serializer_class = LogOutput
+    rows = staticmethod(selectors.run_logs)
+
+    def filter_context(self, run: Run) -> dict:
+        return {"steps": version_spec(run.version).steps_by_id}  # an unknown step is a 400 naming `step`
+
+    @rows_schema(
+        LogFilterInput, LogOutput, "runs_logs",
+        "The lines the run's actions logged (`context.log`), and how failed attempts ended, in the order they "
+        "were written.",
+    )  # fmt: skip
+    def get(self, request, run_id: str):
+        return super().get(request, run_id)
 
 
 class _RunCommandView(GenericAPIView):

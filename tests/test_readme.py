@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from executions.models import Run, Schedule
+from executions.services import run_start
 from executions.states import RunStatus
-from tests.support.runs import wait_for_run
+from tests.support.runs import steps, wait_for_run, workflow
 from tests.support.web import daphne_server
 from tests.support.worker import BASE_DIR
 
@@ -113,6 +114,15 @@ def test_the_readme_curl_examples_answer_as_it_says(tmp_path):
         assert succeeded[0]["run"] == run["id"] and succeeded[0]["status"] == "succeeded"
         assert succeeded[0]["attempt"] == 1
         assert call("RUN_ID/cancel/", RUN_ID=run["id"])[0] == 409  # it has finished: "409 saying why not"
+
+        said = [{"level": "debug", "message": "quiet"}, {"level": "info", "message": "hello %s", "args": ["Ada"]}]
+        greet = workflow(steps({"id": "greet", "action": "test.log", "params": {"lines": said}}), slug="greet-logs")
+        logged, _ = run_start(workflow=greet)
+        wait_for_run(logged.pk)
+        status, lines = call("RUN_ID/logs/", RUN_ID=str(logged.pk))
+        assert status == 200 and [line["message"] for line in lines["results"]] == ["hello Ada"]  # info and above
+        shown = json.loads(block_after("### Step logs").replace("…", ""))
+        assert set(lines["results"][0]) == set(shown), set(lines["results"][0]) ^ set(shown)
 
         status, body = call("order-pipeline/runs/")  # the error example: an unknown field and a bad input
         assert status == 400

@@ -133,3 +133,34 @@ def test_a_diamond_and_a_wide_fan_out_mid_run_draw_as_they_go(browser, admin_use
                 break
             except OperationalError:
                 continue
+
+
+def test_the_step_panel_shows_the_steps_log_and_appends_its_new_lines_live(browser, admin_user, tmp_path):  # noqa: F811
+    import uuid
+
+    from executions.models import StepLog
+    from tests.support.actions import counter
+    from tests.support.runs import wait_until
+
+    go = f"test:go:{uuid.uuid4()}"
+    said = [{"level": "info", "message": XSS}, {"level": "warning", "message": "first of two"}]
+    wf = workflow(steps({"id": "talk", "action": "test.log", "params": {"lines": said, "wait_key": go}}))
+    run, _ = run_start(workflow=wf)
+    wait_until(lambda: StepLog.objects.filter(run=run).count() == 2, what="the running step's lines written")
+    with daphne_server(log=tmp_path / "daphne.log") as url:
+        sign_in(browser, url, admin_user)
+        browser.get(url + reverse("admin:executions_run_change", args=[run.pk]))
+        wait_for(browser, lambda: browser.find_element("id", "cf-connection").text == "live", "the socket")
+        browser.find_element("css selector", ".cf-node[data-step='talk']").click()
+        panel = lambda: browser.find_element("id", "cf-step-panel").text  # noqa: E731
+        wait_for(browser, lambda: "first of two" in panel(), "the step's log in its panel")
+        assert XSS in panel()  # shown as text
+        opens = browser.find_element("id", "cf-connection").get_attribute("data-opens")
+        counter().set(go, 1)
+        wait_for(browser, lambda: "done waiting" in panel(), "the new line, appended live")
+        # by its step.log hint, not by a reconnect's catch-up
+        assert browser.find_element("id", "cf-connection").get_attribute("data-opens") == opens
+        rows = browser.find_elements("css selector", "#cf-step-panel .cf-log tbody tr")
+        assert [row.get_attribute("data-level") for row in rows] == ["info", "warning", "info"]
+        assert browser.execute_script("return window.pwned") is None
+    wait_for_run(run.pk)

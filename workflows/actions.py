@@ -3,7 +3,8 @@
 An action is called as `fn(params, context)` with the step's resolved params and an ActionContext,
 and returns a JSON-serializable output. It may raise RetryableError (retried under the step's
 policy), PermanentError (fails at once); any other exception is treated as retryable. A long action
-asks `context.cancelled()` now and then, and stops (raising AttemptCancelled) once it is true.
+asks `context.cancelled()` now and then, and stops (raising AttemptCancelled) once it is true. It
+logs with `context.log.info("fetched %d rows", n, extra={...})` (workflows.action_log).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflows.action_log import ActionLog
 from workflows.exceptions import UnknownActionError
 
 ActionFunction = Callable[[Any, "ActionContext"], Any]
@@ -32,13 +34,17 @@ class ActionContext:
     item: Any = None
     # Set by the engine for each attempt (executions.cancellation.AttemptProbe); None outside a worker.
     cancel_probe: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+    # The attempt's log (the engine gives it a sink that writes to the database); in memory otherwise.
+    log: ActionLog = field(default_factory=ActionLog, repr=False, compare=False)
 
     def cancelled(self) -> bool:
         """True once the step (or branch) was cancelled while this attempt runs: stop, the output is ignored.
 
         Cheap enough for a loop: it looks up at most twice a second and repeats its answer in between.
         An action that does not stop is terminated CHORDFLOW_CANCEL_GRACE seconds after the cancel.
+        Asking also writes the attempt's buffered log lines when the last write is a second old.
         """
+        self.log.flush_if_due()
         return self.cancel_probe is not None and self.cancel_probe()
 
     @property

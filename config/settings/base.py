@@ -280,6 +280,13 @@ CHORDFLOW_MAX_FAN_OUT_BYTES = env_int("CHORDFLOW_MAX_FAN_OUT_BYTES", 64 * 1024 *
 # Seconds one expression may compute before it fails with an ExpressionError (a for_each's branches'
 # params together: this x (10 + branches / 1000)).
 CHORDFLOW_EXPRESSION_TIMEOUT = float(env_str("CHORDFLOW_EXPRESSION_TIMEOUT", "1.0"))
+# Step logs (`context.log`), per attempt: the lines kept, the bytes of one line (message and extra as
+# JSON), the bytes of all kept lines; later lines are dropped and counted (workflows/action_log.py).
+# A running attempt writes its buffered lines at most once per flush interval (seconds).
+CHORDFLOW_STEP_LOG_MAX_LINES = env_int("CHORDFLOW_STEP_LOG_MAX_LINES", 1000)
+CHORDFLOW_STEP_LOG_MAX_LINE_BYTES = env_int("CHORDFLOW_STEP_LOG_MAX_LINE_BYTES", 16 * 1024)
+CHORDFLOW_STEP_LOG_MAX_BYTES = env_int("CHORDFLOW_STEP_LOG_MAX_BYTES", 1024 * 1024)
+CHORDFLOW_STEP_LOG_FLUSH_INTERVAL = float(env_str("CHORDFLOW_STEP_LOG_FLUSH_INTERVAL", "1.0"))
 # A start whose first steps fan out wider than this is planned and applied by a worker, not in the
 # request that started it: the request answers at once with the run pending.
 CHORDFLOW_START_INLINE_BRANCHES = env_int("CHORDFLOW_START_INLINE_BRANCHES", 1000)
@@ -321,18 +328,26 @@ LOG_FORMAT = env_str("LOG_FORMAT", "text")  # "text": one readable line per even
 if LOG_FORMAT not in {"text", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not one of: text, json")
 
+# A line logged during a step's attempt carries its run, step and attempt (config.logfilters): in
+# text as `… executions.attempts [run=6f1c… step=fetch attempt=2]: …`, in JSON as fields.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"attempt": {"()": "config.logfilters.AttemptContext"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        "text": {
+            "()": "config.logfilters.TextFormatter",
+            "format": "%(asctime)s %(levelname)-7s %(name)s%(attempt_tag)s: %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["attempt"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -43,7 +43,7 @@ LOGGING["loggers"].update(
         "flower.command": {"level": "WARNING"},
     }
 )
-LOGGING["filters"] = {"idle_housekeeping": {"()": "config.logfilters.SkipIdleHousekeeping"}}
+LOGGING["filters"]["idle_housekeeping"] = {"()": "config.logfilters.SkipIdleHousekeeping"}
 
 # Flower as `make run` starts it: the admin links a step to its task there.
 CHORDFLOW_FLOWER_URL = env_str("CHORDFLOW_FLOWER_URL") or f"http://127.0.0.1:{env_int('CHORDFLOW_FLOWER_PORT', 5555)}"

@@ -1,5 +1,6 @@
 """Actions only the tests register (WORKFLOWS_ACTION_MODULES in the test settings)."""
 
+import logging
 import os
 import signal
 import time
@@ -7,7 +8,7 @@ import time
 import redis
 
 from workflows.actions import action
-from workflows.exceptions import PermanentError, RetryableError
+from workflows.exceptions import AttemptCancelled, PermanentError, RetryableError
 
 _redis = None
 
@@ -141,3 +142,32 @@ def superseded(params, context):
     if params["end"] == "retry":
         raise RetryableError("a stale attempt's retry")
     return {"stale": True}
+
+
+@action("test.log")
+def log_lines(params, context):
+    """Logs `lines` ({level, message, args, extra}), then `repeat` numbered info lines, then a line through
+    Python's logging when `python_log` is set; then waits for `wait_key` in Redis (stopping once cancelled),
+    logs one more line and hangs for `then_hang` seconds (marking `<wait_key>:hanging`), and raises `raise`
+    as a ValueError, or returns what it logged."""
+    for line in params.get("lines", []):
+        getattr(context.log, line["level"])(line["message"], *line.get("args", []), extra=line.get("extra"))
+    repeat = params.get("repeat", 0)
+    for number in range(1, repeat + 1):
+        context.log.info("line %d of %d", number, repeat)
+    if params.get("python_log"):
+        logging.getLogger("tests.actions").warning(params["python_log"])
+    if params.get("wait_key"):
+        deadline = time.monotonic() + 30
+        while not counter().exists(params["wait_key"]) and time.monotonic() < deadline:
+            if context.cancelled():
+                raise AttemptCancelled("stopped waiting")
+            time.sleep(0.05)
+        context.log.info("done waiting")
+    if params.get("then_hang"):  # a line still in the buffer, then no log call nor cancelled() question
+        context.log.info("never written")
+        counter().set(f"{params['wait_key']}:hanging", 1)
+        time.sleep(params["then_hang"])
+    if params.get("raise"):
+        raise ValueError(params["raise"])
+    return {"logged": len(params.get("lines", [])) + repeat}

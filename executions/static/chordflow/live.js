@@ -91,7 +91,8 @@
 
   /* One run's events, each once, in id order: the socket, plus REST catch-up after every (re)connect
    * and every 30 s while open (a dropped message is found then). handlers.onEvents(list) gets only
-   * events not seen before, sorted by id; handlers.onProgress(hint) gets branches.progress hints. */
+   * events not seen before, sorted by id; handlers.onProgress(hint) gets branches.progress hints, and
+   * handlers.onLog(hint) the step.log hints (a step has new log lines: read them over REST). */
   function RunFeed(runId, handlers, options) {
     var feed = this;
     options = options || {};
@@ -154,6 +155,8 @@
         items.forEach(function (item) {
           if (item.type === "branches.progress") {
             if (handlers.onProgress) handlers.onProgress(item);
+          } else if (item.type === "step.log") {
+            if (handlers.onLog) handlers.onLog(item);
           } else {
             events.push(item);
           }
@@ -171,6 +174,19 @@
   RunFeed.prototype.close = function () {
     this.connection.close();
   };
+
+  /* Every log line of a run's step after `afterId`, following the cursor pages. */
+  function fetchLogs(runId, stepId, afterId) {
+    var lines = [];
+    function page(url) {
+      return fetchJSON(url).then(function (body) {
+        lines.push.apply(lines, body.results);
+        return body.next ? page(body.next) : lines;
+      });
+    }
+    var query = "?page_size=1000&step=" + encodeURIComponent(stepId) + (afterId ? "&after=" + encodeURIComponent(afterId) : "");
+    return page("/api/runs/" + encodeURIComponent(runId) + "/logs/" + query);
+  }
 
   /* Call fn at most once per `wait` ms, the last call winning (for REST refreshes on hints). */
   function debounce(fn, wait) {
@@ -190,6 +206,7 @@
     connect: connect,
     fetchJSON: fetchJSON,
     fetchEvents: fetchEvents,
+    fetchLogs: fetchLogs,
     flattenEvent: flatten,
     RunFeed: RunFeed,
     debounce: debounce,

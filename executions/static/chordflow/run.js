@@ -134,6 +134,7 @@
         panel.innerHTML = html; // rendered and escaped by our own template (step_panel.html)
         panel.hidden = false;
         panel.setAttribute("data-step", stepId);
+        refreshLog(); // lines written between the panel's render and now
         var node = nodeOf(stepId);
         panel.setAttribute("data-status", node ? node.getAttribute("data-status") : "");
       })
@@ -170,6 +171,71 @@
       openPanel(panel.getAttribute("data-step"), target.getAttribute("data-page"));
     }
   });
+
+  /* --- the open step's log: new lines over REST after each step.log hint ------------------------- */
+  var MAX_PANEL_LOG_ROWS = 1000;
+  var loadingLog = null, logAgain = false;
+
+  function refreshLog() {
+    var table = panel.hidden ? null : panel.querySelector(".cf-log");
+    if (!table) return;
+    if (loadingLog) {
+      logAgain = true;
+      return;
+    }
+    var stepId = panel.getAttribute("data-step");
+    loadingLog = Chordflow.fetchLogs(run.id, stepId, Number(table.getAttribute("data-last-log")) || 0)
+      .then(function (lines) {
+        if (panel.getAttribute("data-step") === stepId && table.isConnected) appendLog(table, lines);
+      })
+      .catch(function () {})
+      .then(function () {
+        loadingLog = null;
+        if (logAgain) {
+          logAgain = false;
+          refreshLog();
+        }
+      });
+  }
+
+  function appendLog(table, lines) {
+    var body = table.tBodies[0];
+    var last = Number(table.getAttribute("data-last-log")) || 0;
+    lines.forEach(function (line) {
+      if (line.id <= last || body.querySelector('tr[data-log="' + line.id + '"]')) return;
+      var empty = body.querySelector(".cf-log-empty");
+      if (empty) empty.remove();
+      var row = document.createElement("tr");
+      row.className = "cf-new";
+      row.setAttribute("data-log", line.id);
+      row.setAttribute("data-level", line.level);
+      [clock(line.at), line.level, line.attempt, line.branch == null ? "" : line.branch].forEach(function (value) {
+        var cell = document.createElement("td");
+        cell.textContent = String(value);
+        row.appendChild(cell);
+      });
+      var text = document.createElement("td");
+      var message = document.createElement("pre");
+      message.className = "cf-log-message";
+      message.textContent = line.message;
+      text.appendChild(message);
+      if (line.extra && Object.keys(line.extra).length) {
+        var extra = document.createElement("code");
+        extra.className = "cf-log-extra";
+        extra.textContent = JSON.stringify(line.extra);
+        text.appendChild(extra);
+      }
+      row.appendChild(text);
+      body.appendChild(row);
+      if (line.id > last) last = line.id;
+    });
+    table.setAttribute("data-last-log", String(last));
+    while (body.rows.length > MAX_PANEL_LOG_ROWS) body.deleteRow(0);
+  }
+
+  function onLog(hint) {
+    if (!panel.hidden && panel.getAttribute("data-step") === hint.step) refreshLog();
+  }
 
   /* --- timeline ---------------------------------------------------------------------------------- */
   /* Per step, its attempts from its events: queue wait (queued or retrying -> started) and execution
@@ -341,6 +407,7 @@
   function setConnection(state, text) {
     connection.setAttribute("data-state", state);
     connection.textContent = text;
+    if (state === "live") connection.setAttribute("data-opens", String(Number(connection.getAttribute("data-opens") || 0) + 1));
   }
 
   var runStatusSetBy = data.last_event; // the snapshot's status is as of this event
@@ -384,8 +451,10 @@
     {
       onEvents: apply,
       onProgress: refreshCounts,
+      onLog: onLog,
       onOpen: function () {
         setConnection("live", "live");
+        refreshLog(); // what the open step logged while the socket was down
       },
       onClose: function () {
         setConnection("connecting", "reconnecting…");

@@ -25,7 +25,7 @@ def drop_txid(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("executions", "0004_run_concurrency"),
+        ("executions", "0005_step_logs"),
     ]
 
     operations = [
