@@ -15,7 +15,7 @@ class ApprovalsConfig(AppConfig):
         from workflows.definition import register_step_type
 
         retention.on_purge(approvals_purge)
-        metrics.register_gauge(approvals_pending_gauge)
+        metrics.register_gauge(approvals_pending_gauge, sampled=True)
         register_step_type("approval", validate_approval_params)
         step_types.register("approval", approval_request)
         step_types.register_escalation(escalation_request)

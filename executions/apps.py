@@ -16,5 +16,6 @@ class ExecutionsConfig(AppConfig):
         transitions.on_run_finish(schedules.release_buffered)
         transitions.on_run_finish(concurrency.release)
         register_section("schedules", schedules.schedules_load)
-        for reader in (gauges.runs_active, gauges.queue_depth, gauges.schedule_lag, gauges.schedule_fires):
+        for reader in (gauges.runs_active, gauges.schedule_lag, gauges.schedule_fires, gauges.fold_lag):
             metrics.register_gauge(reader)
+        metrics.register_gauge(gauges.queue_depth, sampled=True)  # the metrics page draws its history

@@ -157,14 +157,22 @@ def recorded(record: Callable[[], T]) -> T:
 
 
 def logged(write_log: Callable[[], None] | None, record: Callable[[], T]) -> Callable[[], T]:
-    """`record` preceded by the attempt's last log lines, in its transaction: a finished step's log is
-    complete, and an attempt that logged nothing costs no statement."""
+    """`record`, then the attempt's last log lines, in its transaction: a finished step's log is
+    complete, and an attempt that logged nothing costs no statement.
+
+    The lines go after the outcome, so its row locks are taken first: on PostgreSQL the lines' foreign
+    key takes a share lock on the run's row, which the advance then locks FOR UPDATE, and two steps of
+    one run finishing together would deadlock. A writer marked `only_if_moved` (the sweep's line for a
+    lost attempt) writes only when the move happened: a refused one changed nothing to explain.
+    """
     if write_log is None:
         return record
 
     def both() -> T:
-        write_log()
-        return record()
+        result = record()
+        if result is not False or not getattr(write_log, "only_if_moved", False):
+            write_log()
+        return result
 
     return both
 
@@ -173,18 +181,19 @@ def step_succeed(*, row: StepRun, output: Any, write_log: Callable[[], None] | N
     recorded(logged(write_log, lambda: _succeed(row, output)))
 
 
-def _succeed(row: StepRun, output: Any) -> None:
+def _succeed(row: StepRun, output: Any) -> bool:
     now = timezone.now()
     fields = {"output": output, "finished_at": now, **_NO_ERROR}
     if not transitions.move_step(
         StepMove.SUCCEED, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index, fields=fields,
         attempt=row.attempts, of_attempt=row.attempts, duration=transitions.attempt_duration(row, now),
     ):  # fmt: skip
-        return  # cancelled meanwhile, a duplicate, or a newer attempt owns the row: nothing changes
+        return False  # cancelled meanwhile, a duplicate, or a newer attempt owns the row: nothing changes
     if row.parent_id is None:
         advance_locked(row.run_id, succeeded=row.step_id)
     else:
         branch_finished(row.parent_id)
+    return True
 
 
 _NO_ERROR = {"error_type": "", "error_message": "", "error_traceback": "", "next_retry_at": None}
@@ -227,14 +236,13 @@ def step_fail(*, row: StepRun, step: StepSpec, failure: Failure, write_log: Call
     recorded(logged(write_log, lambda: _fail(row, step, failure)))
 
 
-def _fail(row: StepRun, step: StepSpec, failure: Failure) -> None:
+def _fail(row: StepRun, step: StepSpec, failure: Failure) -> bool:
     error = error_dict(step=row.step_id, branch=row.branch_index, error_type=failure.type, message=failure.message)
     if row.parent_id is None:
-        step_give_up(
+        return step_give_up(
             run_id=row.run_id, step=step, step_run_id=row.pk, error=error, traceback=failure.traceback,
             attempt=row.attempts, duration=transitions.attempt_duration(row, timezone.now()),
         )  # fmt: skip
-        return
     now = timezone.now()
     fields = {
         "error_type": failure.type,
@@ -243,9 +251,11 @@ def _fail(row: StepRun, step: StepSpec, failure: Failure) -> None:
         "finished_at": now,
         "next_retry_at": None,
     }
-    if transitions.move_step(
+    moved = transitions.move_step(
         StepMove.FAIL, row.pk, run_id=row.run_id, step=row.step_id, branch=row.branch_index,
         message=f"{failure.type}: {failure.message}", fields=fields, attempt=row.attempts, of_attempt=row.attempts,
         duration=transitions.attempt_duration(row, now),
-    ):  # fmt: skip
+    )  # fmt: skip
+    if moved:
         branch_failed(branch=row, step=step, error=error)
+    return moved

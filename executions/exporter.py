@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from executions.metrics import BUCKETS, Series, gauges, metrics_fold
+from executions.metrics import BUCKETS, Series, fit, gauges, metrics_fold
 from executions.models import MetricTotal
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,12 @@ GAUGES = {
         "chordflow_schedule_lag_seconds",
         "How late the schedule's oldest due time is (0 when on time).",
         ("workflow", "schedule"),
+        "gauge",
+    ),
+    "fold_lag": (
+        "chordflow_metrics_fold_lag_seconds",
+        "Age of the oldest run event not yet counted (0 when the counters are current).",
+        (),
         "gauge",
     ),
     "schedule_fires": (
@@ -111,7 +117,7 @@ def total_families() -> Iterator[Metric]:
 
 def _buckets(row: MetricTotal) -> list[tuple[str, float]]:
     bounds = BUCKETS[row.series]
-    counts = list(row.buckets) or [0] * (len(bounds) + 1)
+    counts = fit(row.buckets, len(bounds) + 1)
     cumulative, out = 0, []
     for bound, count in zip([*map(str, bounds), "+Inf"], counts, strict=True):
         cumulative += count
@@ -141,8 +147,9 @@ registry.register(ChordflowCollector())
 
 
 def authorized(request: HttpRequest) -> bool:
-    """Open when CHORDFLOW_METRICS_TOKEN is empty (local settings only: production refuses to start
-    without one); otherwise `Authorization: Bearer <token>`, compared in constant time."""
+    """`Authorization: Bearer <CHORDFLOW_METRICS_TOKEN>`, compared in constant time. Without a token set,
+    closed to everyone, unless CHORDFLOW_METRICS_REQUIRE_TOKEN is off (local and test settings; the
+    production settings force it on)."""
     token = settings.CHORDFLOW_METRICS_TOKEN
     if not token:
         return not settings.CHORDFLOW_METRICS_REQUIRE_TOKEN
@@ -158,7 +165,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         response["Content-Type"] = "text/plain; charset=utf-8"
         return response
     try:
-        metrics_fold(max_batches=settings.CHORDFLOW_METRICS_SCRAPE_FOLD_BATCHES)
-    except DatabaseError:  # another fold holds the lock too long: serve what is folded
+        metrics_fold(max_batches=settings.CHORDFLOW_METRICS_SCRAPE_FOLD_BATCHES, nowait=True)
+    except DatabaseError:  # another fold holds the cursor (PostgreSQL): serve what it has folded so far
         logger.warning("metrics: the scrape's fold failed; serving the totals folded so far", exc_info=True)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from executions import metrics
 from executions.dispatch import app
 from executions.models import MetricTotal, Run, Schedule, ScheduleFire
 from executions.states import RUN_UNFINISHED, FireOutcome
@@ -22,16 +23,25 @@ Gauge = tuple[str, dict[str, str], float]
 
 
 def runs_active() -> Iterator[Gauge]:
-    """Unfinished runs per workflow and status (pending ones wait for a concurrency slot). The index on
-    (status, created_at) keeps this to the unfinished rows, however many finished runs there are."""
+    """Unfinished runs per workflow and status (pending ones wait for a concurrency slot), 0 included
+    for every active workflow, so an alert sees 0 rather than no data. The index on (status,
+    created_at) keeps this to the unfinished rows, however many finished runs there are."""
     rows = (
         Run.objects.filter(status__in=RUN_UNFINISHED)
         .values_list("workflow__slug", "status")
         .annotate(n=Count("pk"))
         .order_by()
     )
-    for workflow, status, count in rows:
+    counts = {(workflow, status): count for workflow, status, count in rows}
+    for workflow in Workflow.objects.filter(active=True).values_list("slug", flat=True):
+        for status in sorted(RUN_UNFINISHED):
+            counts.setdefault((workflow, status), 0)
+    for (workflow, status), count in sorted(counts.items()):
         yield "runs_active", {"workflow": workflow, "status": status}, float(count)
+
+
+def fold_lag() -> Iterator[Gauge]:
+    yield "fold_lag", {}, metrics.fold_lag()
 
 
 def known_queues() -> list[str]:
@@ -53,13 +63,15 @@ def queue_depth() -> Iterator[Gauge]:
     """Messages waiting in each known queue of the broker (not those workers have reserved)."""
     queues = known_queues()
     with app.connection_for_read() as conn:
-        channel = conn.default_channel
+        channel = conn.channel()
         for queue in queues:
             try:
                 depth = channel.queue_declare(queue=queue, passive=True).message_count
             except Exception:  # a queue nothing was ever sent to: the broker does not know it
                 depth = 0
+                channel = conn.channel()  # RabbitMQ closes the channel of a failed passive declare
             yield "queue_depth", {"queue": queue}, float(depth)
+        channel.close()
 
 
 def schedule_lag() -> Iterator[Gauge]:

@@ -97,8 +97,15 @@ class Tally:
         row.count += self.count
         row.sum += self.sum
         if self.buckets:
-            have = list(row.buckets) or [0] * len(self.buckets)
+            have = fit(row.buckets, len(self.buckets))
             row.buckets = [a + b for a, b in zip(have, self.buckets, strict=True)]
+
+
+def fit(buckets: list[int] | None, size: int) -> list[int]:
+    """Stored bucket counts as `size` buckets: rows written before a release changed the bounds keep
+    their counts (cut or padded with zeros) rather than failing every fold and scrape."""
+    have = list(buckets or [])[:size]
+    return have + [0] * (size - len(have))
 
 
 class Event(NamedTuple):
@@ -112,19 +119,24 @@ class Event(NamedTuple):
 
 
 # --- the fold -------------------------------------------------------------------------------------
-def metrics_fold(*, batch: int = FOLD_BATCH, max_batches: int = 1000, sample: bool = False) -> int:
+def metrics_fold(
+    *, batch: int = FOLD_BATCH, max_batches: int = 1000, sample: bool = False, nowait: bool = False
+) -> int:
     """Fold every event that may be folded now; returns how many. One transaction per `batch` events.
 
-    `sample`: also record the gauges' current values in the rollups (beat's fold does, every
-    CHORDFLOW_METRICS_FOLD_INTERVAL seconds), read before any lock is taken.
+    `sample`: also record the sampled gauges' current values in the rollups (beat's fold does, every
+    CHORDFLOW_METRICS_FOLD_INTERVAL seconds), read before any lock is taken. `nowait` (a scrape's
+    fold): on PostgreSQL, raise at once (DatabaseError) when another fold holds the cursor.
     """
     now = timezone.now()
-    samples = _samples(gauges(), now) if sample else {}
+    samples = _samples(gauges(sampled=True), now) if sample else {}
     if sample:
         prune_rollups(now)
+    elif not _anything_new():
+        return 0  # nothing to fold: no write transaction (on SQLite, no write lock) for it
     folded = 0
     for _ in range(max_batches):
-        count = _fold_batch(batch, samples)
+        count = _fold_batch(batch, samples, nowait)
         samples = {}
         folded += count
         if count < batch:
@@ -140,9 +152,9 @@ def prune_rollups(now: datetime) -> int:
     return dropped
 
 
-def _fold_batch(limit: int, samples: dict[RollupKey, Tally]) -> int:
+def _fold_batch(limit: int, samples: dict[RollupKey, Tally], nowait: bool) -> int:
     with transaction.atomic():
-        cursor = _lock_cursor()
+        cursor = _lock_cursor(nowait)
         events = _read_events(cursor, limit)
         if events:
             totals, rollups = tally(events)
@@ -151,16 +163,54 @@ def _fold_batch(limit: int, samples: dict[RollupKey, Tally]) -> int:
             _advance(cursor, events)
         if samples:
             _apply_rollups(samples)
+        cursor.folded_at = timezone.now()
         cursor.save()
     return len(events)
 
 
-def _lock_cursor() -> MetricCursor:
-    """The cursor, write-locked first thing: SQLite's write lock (IMMEDIATE) or PostgreSQL's row lock."""
-    now = timezone.now()
-    if not MetricCursor.objects.filter(pk=1).update(folded_at=now):
-        MetricCursor.objects.get_or_create(pk=1, defaults={"folded_at": now})
-    return MetricCursor.objects.select_for_update().get(pk=1)
+def _lock_cursor(nowait: bool) -> MetricCursor:
+    """The cursor, locked: PostgreSQL's row lock (SQLite's IMMEDIATE transaction holds the write lock)."""
+    cursor = MetricCursor.objects.select_for_update(nowait=nowait and _postgres()).filter(pk=1).first()
+    if cursor is None:  # a new database, or a test's flush
+        MetricCursor.objects.get_or_create(pk=1)
+        cursor = MetricCursor.objects.select_for_update().get(pk=1)
+    return cursor
+
+
+def _unfolded() -> tuple[str, list]:
+    """The WHERE clause, and its parameters, of the events past the cursor (folded or not yet foldable)."""
+    cursor = MetricCursor.objects.filter(pk=1).values_list("last_event_id", "last_txid", "history_done").first()
+    last_id, last_txid, history_done = cursor or (0, 0, False)
+    if not _postgres() or not history_done:
+        return "id > %s", [last_id]
+    return "txid IS NOT NULL AND (txid, id) > (%s, %s)", [last_txid, last_id]
+
+
+def _anything_new() -> bool:
+    where, params = _unfolded()
+    table = connection.ops.quote_name(RunEvent._meta.db_table)
+    with connection.cursor() as db:
+        db.execute(f"SELECT 1 FROM {table} WHERE {where} LIMIT 1", params)  # noqa: S608
+        return db.fetchone() is not None
+
+
+def fold_lag() -> float:
+    """Seconds since the oldest event not folded yet was written; 0 when the fold is caught up. On
+    PostgreSQL a transaction left open anywhere on the server holds the fold back: this grows."""
+    where, params = _unfolded()
+    table = connection.ops.quote_name(RunEvent._meta.db_table)
+    order = "txid, id" if "txid" in where else "id"
+    with connection.cursor() as db:
+        db.execute(f"SELECT created_at FROM {table} WHERE {where} ORDER BY {order} LIMIT 1", params)  # noqa: S608
+        row = db.fetchone()
+    if row is None:
+        return 0.0
+    at = row[0]
+    if isinstance(at, str):  # SQLite hands raw SQL its text
+        at = datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return max((timezone.now() - at).total_seconds(), 0.0)
 
 
 def _postgres() -> bool:
@@ -333,19 +383,22 @@ def _apply(tallies: dict, existing: dict, new: Callable[[Any], Any], model: type
 
 # --- gauges: read at scrape, sampled into the rollups by each fold --------------------------------
 GaugeReader = Callable[[], Iterable[tuple[str, dict[str, str], float]]]
-_gauges: list[GaugeReader] = []
+_gauges: dict[GaugeReader, bool] = {}  # reader -> whether beat's fold samples it into the rollups
 
 
-def register_gauge(reader: GaugeReader) -> None:
-    """`reader()` yields (series, labels, value) of a gauge read now; an app on the runtime adds its own."""
-    if reader not in _gauges:
-        _gauges.append(reader)
+def register_gauge(reader: GaugeReader, *, sampled: bool = False) -> None:
+    """`reader()` yields (series, labels, value) of a gauge read now; an app on the runtime adds its own.
+    `sampled`: the metrics page draws its history (queue depth, pending approvals)."""
+    _gauges[reader] = sampled
 
 
-def gauges() -> list[tuple[str, dict[str, str], float]]:
-    """Every registered gauge's current values; a reader that fails is logged and left out."""
+def gauges(*, sampled: bool = False) -> list[tuple[str, dict[str, str], float]]:
+    """Every registered gauge's current values (`sampled`: only those the page draws); a reader that
+    fails is logged and left out."""
     values = []
-    for reader in list(_gauges):
+    for reader, is_sampled in list(_gauges.items()):
+        if sampled and not is_sampled:
+            continue
         try:
             values.extend(reader())
         except Exception:

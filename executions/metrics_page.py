@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from executions.charts import Line, empty, fmt, line_chart
-from executions.metrics import BUCKETS, STEP_BUCKETS, Series, Tally, floor, gauges
+from executions.metrics import BUCKETS, STEP_BUCKETS, Series, Tally, fit, floor, gauges
 from executions.models import MetricRollup
 from executions.run_page import PALETTE
 from executions.states import RunStatus, StepStatus
@@ -69,9 +69,8 @@ def _merged(tallies: list[Tally]) -> Tally:
         merged.count += tally.count
         merged.sum += tally.sum
         if tally.buckets:
-            merged.buckets = [
-                a + b for a, b in zip(merged.buckets or [0] * len(tally.buckets), tally.buckets, strict=True)
-            ]
+            have = fit(merged.buckets, len(tally.buckets))
+            merged.buckets = [a + b for a, b in zip(have, tally.buckets, strict=True)]
     return merged
 
 
@@ -164,7 +163,7 @@ def page_context(*, range_name: str, workflow: str | None, now: datetime | None 
 
     all_durations, all_waits = _merged(durations), _merged(waits)
     total_attempts = sum(attempts)
-    now_values = [(series, labels, value) for series, labels, value in gauges()]
+    now_values = gauges(sampled=True)
     tiles = [
         ("Runs per minute", fmt(sum(started) / (chosen.span.total_seconds() / 60))),
         ("Succeeded", f"{sum(finished[RunStatus.SUCCEEDED]):,}"),

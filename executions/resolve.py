@@ -47,6 +47,7 @@ def step_give_up(
     if attempt is not None:  # an attempt's own failure: only while its row still runs that attempt
         key["of_attempt"] = attempt
     timed = {"duration": duration} if duration is not None else {}  # the attempt's, for the metrics
+    known = {"attempt": attempt, **timed} if attempt is not None else {}
     escalate = step_types.escalation_handler() if allow_escalation and step.on_failure == ON_FAILURE_ESCALATE else None
     if escalate is not None:
         fields["next_retry_at"] = None
@@ -57,14 +58,13 @@ def step_give_up(
             message=f"escalated: {message}",
             fields=fields,
             escalated=True,
-            **timed,
+            **known,
         ):
             return False
         escalate(run_id=run_id, step=step, step_run_id=step_run_id, error_type=error["type"], message=error["message"])
         advance_locked(run_id)
         return True
     fields.update(finished_at=timezone.now(), next_retry_at=None)
-    known = {"attempt": attempt, **timed} if attempt is not None else {}
     if not transitions.move_step(move, step_run_id, **key, message=message, fields=fields, **known):
         return False
     if step.continues_on_failure:

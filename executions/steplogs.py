@@ -85,4 +85,6 @@ def lost_attempt_writer(*, run_id: Any, step_id: str, branch: int | None, attemp
     to write with the failure it records."""
     log = attempt_log(run_id=run_id, step_id=step_id, branch=branch, attempt=attempt, redact=lambda value: value)
     failure_line(log, error_type=error_type, message=message, retryable=True)
-    return writer(log)
+    write = writer(log)
+    write.only_if_moved = True  # an attempt that finished meanwhile was not lost (attempts.logged)
+    return write

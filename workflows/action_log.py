@@ -125,7 +125,7 @@ class ActionLog:
         self, level: int | str, message: Any, *args: Any, extra: dict | None = None, exc_info: Any = False, engine=False
     ) -> None:
         """Keep one line (`engine`: the engine's own, kept past the bounds). Never raises."""
-        if self.dropped and not engine:  # past the bounds: count it, and spend nothing on formatting it
+        if (self.dropped or self._closed) and not engine:  # past the bounds or the attempt's end: count it only
             with self._lock:
                 self.dropped += 1
             return
@@ -145,7 +145,7 @@ class ActionLog:
 
     def _line(self, level: int, text: str, extra: Any) -> LogLine:
         text = _storable(str(self.redact(text)))
-        safe = json_safe(self.redact(extra)) if extra is not None else {}
+        safe = self.redact(json_safe(extra)) if extra is not None else {}  # JSON first: a repr() may hold a secret
         if not isinstance(safe, dict):
             safe = {"extra": safe}
         limit = self.bounds.max_line_bytes

@@ -4,11 +4,11 @@ from django.db import migrations, models
 
 # PostgreSQL only: each event carries the id of the transaction that wrote it, so the metrics fold can
 # tell which events may still appear below its cursor (executions.metrics). Nullable with a default:
-# existing rows keep NULL (the fold reads them once by id) and the table is not rewritten.
+# existing rows keep NULL (the fold reads them once by id) and the table is not rewritten. Its index
+# is built by 0007 without locking out writers.
 TXID_SQL = [
     "ALTER TABLE executions_runevent ADD COLUMN txid bigint",
     "ALTER TABLE executions_runevent ALTER COLUMN txid SET DEFAULT (pg_current_xact_id()::text::bigint)",
-    "CREATE INDEX runevent_txid ON executions_runevent (txid, id)",
 ]
 
 

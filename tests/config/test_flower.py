@@ -54,10 +54,13 @@ def test_the_broker_page_shows_every_queue_with_its_depth(flowers, waiting_messa
 def test_the_queue_api_reports_the_depth_to_a_signed_in_user(flowers, waiting_messages, celery_worker):
     _, production = flowers
 
-    def knows_the_worker() -> bool:  # from its inspection at start, which waits out its timeout (1 s)
-        return celery_worker.node in json.loads(production.get("/api/workers", login=LOGIN)[2])
+    def knows_the_worker() -> bool:
+        # Its events name the worker before an inspection (at Flower's start, or this refresh, each
+        # waiting out its 1 s timeout) has read its queues.
+        workers = json.loads(production.get("/api/workers?refresh=1", login=LOGIN)[2])
+        return "active_queues" in workers.get(celery_worker.node, {})
 
-    wait_until(knows_the_worker, timeout=10, what="Flower knowing the worker")
+    wait_until(knows_the_worker, timeout=20, what="Flower knowing the worker's queues")
     workers = json.loads(production.get("/api/workers", login=LOGIN)[2])
     assert [q["name"] for q in workers[celery_worker.node]["active_queues"]] == ["default"]  # so no fallback
     status, _, body = production.get("/api/queues/length", login=LOGIN)

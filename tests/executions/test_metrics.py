@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from approvals.models import Approval
 from executions import events
 from executions.metrics import metrics_fold
-from executions.models import MetricTotal, Run
+from executions.models import MetricCursor, MetricTotal, Run
 from executions.retention import purge_runs
 from executions.services import run_start
 from executions.states import RunStatus
@@ -51,9 +51,12 @@ def test_a_scrape_counts_exactly_what_two_worker_processes_ran():
         steps({"id": "boom", "action": "test.permanent"}, {"id": "never", "action": "echo", "depends_on": ["boom"]}),
         slug="metrics-bad",
     )
+    asking = workflow(steps({"id": "charge", "action": "test.permanent", "on_failure": "escalate"}), slug="metrics-ask")
     runs = [run_start(workflow=wf, input={})[0] for _ in range(3)] + [run_start(workflow=failing, input={})[0]]
+    escalated = run_start(workflow=asking, input={})[0]
     for run in runs:
         wait_for_run(run.pk)
+    wait_for_run(escalated.pk, statuses={RunStatus.WAITING})
 
     samples = scrape()
     assert value(samples, "chordflow_runs_started_total", workflow="metrics-ok") == 3
@@ -77,8 +80,15 @@ def test_a_scrape_counts_exactly_what_two_worker_processes_ran():
     assert value(samples, "chordflow_run_duration_seconds_count", **run_hist) == 3
     assert value(samples, "chordflow_run_duration_seconds_bucket", **run_hist, le="+Inf") == 3
     assert value(samples, "chordflow_run_duration_seconds_sum", **run_hist) > 0
+    charge = {"workflow": "metrics-ask", "step": "charge"}
+    assert value(samples, "chordflow_escalations_total", **charge) == 1
+    assert value(samples, "chordflow_step_duration_seconds_count", **charge, queue="default", status="escalated") == 1
+    assert value(samples, "chordflow_approvals_pending", workflow="metrics-ask") == 1
     assert value(samples, "chordflow_queue_depth", queue="default") == 0
-    assert ("chordflow_runs_active", (("status", "running"), ("workflow", "metrics-ok"))) not in samples
+    assert value(samples, "chordflow_runs_active", workflow="metrics-ask", status="waiting") == 1
+    # a workflow with nothing unfinished reads 0, not "no data"
+    assert samples[("chordflow_runs_active", (("status", "running"), ("workflow", "metrics-ok")))] == 0
+    assert samples[("chordflow_metrics_fold_lag_seconds", ())] == 0
 
     # A second scrape and beat's own fold count nothing twice.
     metrics_fold(sample=True)
@@ -197,3 +207,42 @@ def test_an_event_committed_after_a_newer_one_is_still_counted_once(on_postgres)
     metrics_fold()
     metrics_fold()
     wait_until(lambda: MetricTotal.objects.get(series="runs_started", workflow="metrics-late").count == before + 2)
+
+
+def test_stored_buckets_of_other_bounds_are_fitted_not_fatal():
+    from executions.metrics import fit
+
+    assert fit([1, 2, 3], 5) == [1, 2, 3, 0, 0]
+    assert fit([1, 2, 3], 2) == [1, 2]
+    assert fit(None, 2) == [0, 0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_scrape_does_not_wait_for_a_fold_holding_the_cursor(on_postgres):
+    wf = workflow(steps({"id": "a", "action": "echo", "queue": "nobody-reads-this"}), slug="metrics-busy")
+    run_start(workflow=wf, input={})
+    metrics_fold()
+    run_start(workflow=wf, input={})  # something new to fold
+    holding, release = threading.Event(), threading.Event()
+
+    def long_fold():
+        try:
+            with transaction.atomic():
+                MetricCursor.objects.select_for_update().get(pk=1)
+                holding.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    folder = threading.Thread(target=long_fold)
+    folder.start()
+    try:
+        assert holding.wait(10)
+        samples = scrape()  # answered with the totals folded so far, not after the 30 s
+        assert value(samples, "chordflow_runs_started_total", workflow="metrics-busy") == 1
+        assert not release.is_set()
+    finally:
+        release.set()
+        folder.join()
+    assert value(scrape(), "chordflow_runs_started_total", workflow="metrics-busy") == 2

@@ -156,3 +156,28 @@ def test_any_level_becomes_one_of_the_four_as_logging_rounds_them():
     for level in (5, 10, 25, "WARNING", 50, "loud", None):
         log.log(level, "x")
     assert [line.level for line in log.lines] == [10, 10, 20, 30, 40, 20, 20]
+
+
+def test_a_secret_inside_bytes_a_set_or_a_key_of_extra_is_redacted_too():
+    secret = "sk_live_4242"
+
+    def redact(value):
+        if isinstance(value, str):
+            return value.replace(secret, "[secret]")
+        if isinstance(value, dict):
+            return {redact(k): redact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [redact(v) for v in value]
+        return value
+
+    log = ActionLog(redact=redact)
+    log.info("charged", extra={"raw": secret.encode(), "tags": {secret}, (secret, 1): "key"})
+    assert secret not in repr(log.lines[0].extra), log.lines[0].extra
+
+
+def test_a_line_logged_after_the_attempt_ended_is_counted_not_kept():
+    log = bounded()
+    log.info("during")
+    log.close()
+    log.info("from a thread the action left behind")
+    assert [line.message for line in log.lines] == [] and log.dropped == 1

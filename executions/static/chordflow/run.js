@@ -174,6 +174,9 @@
 
   /* --- the open step's log: new lines over REST after each step.log hint ------------------------- */
   var MAX_PANEL_LOG_ROWS = 1000;
+  // Ids are taken at insert and parallel branches' lines commit in another order (PostgreSQL): each
+  // refresh re-reads this many ids behind the newest shown, and places a late line by its id.
+  var LOG_REREAD = 200;
   var loadingLog = null, logAgain = false;
 
   function refreshLog() {
@@ -184,7 +187,8 @@
       return;
     }
     var stepId = panel.getAttribute("data-step");
-    loadingLog = Chordflow.fetchLogs(run.id, stepId, Number(table.getAttribute("data-last-log")) || 0)
+    var after = Math.max(0, (Number(table.getAttribute("data-last-log")) || 0) - LOG_REREAD);
+    loadingLog = Chordflow.fetchLogs(run.id, stepId, after)
       .then(function (lines) {
         if (panel.getAttribute("data-step") === stepId && table.isConnected) appendLog(table, lines);
       })
@@ -202,7 +206,7 @@
     var body = table.tBodies[0];
     var last = Number(table.getAttribute("data-last-log")) || 0;
     lines.forEach(function (line) {
-      if (line.id <= last || body.querySelector('tr[data-log="' + line.id + '"]')) return;
+      if (line.id <= last - LOG_REREAD || body.querySelector('tr[data-log="' + line.id + '"]')) return;
       var empty = body.querySelector(".cf-log-empty");
       if (empty) empty.remove();
       var row = document.createElement("tr");
@@ -226,7 +230,13 @@
         text.appendChild(extra);
       }
       row.appendChild(text);
-      body.appendChild(row);
+      var later = null; // a late line goes before the first shown line with a higher id
+      if (line.id < last) {
+        later = Array.prototype.find.call(body.rows, function (shown) {
+          return Number(shown.getAttribute("data-log")) > line.id;
+        });
+      }
+      body.insertBefore(row, later || null);
       if (line.id > last) last = line.id;
     });
     table.setAttribute("data-last-log", String(last));
