@@ -38,7 +38,8 @@ VIEW_PERMISSION = "executions.view_run"
 CANCEL_PERMISSION = "executions.cancel_run"
 EVENT_KINDS = sorted(
     {move.event for move in transitions(StepMove) + transitions(RunMove) if move.event}
-    | {"run.queued", "approval.requested", "approval.decided", "approval.expired", "approval.escalated"}
+    | {"run.queued", "step.throttled", "approval.requested", "approval.decided", "approval.expired"}
+    | {"approval.escalated"}
 )
 RETRY_PERMISSION = "executions.retry_run"
 RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})

@@ -32,6 +32,11 @@ COUNTERS = {
         "Step attempts that failed and will be retried.",
         ("workflow", "step", "queue"),
     ),
+    Series.THROTTLED: (
+        "chordflow_step_throttled_total",
+        "Step attempts parked until their rate-limit slot.",
+        ("workflow", "step", "queue"),
+    ),
     Series.ESCALATIONS: (
         "chordflow_escalations_total",
         "Steps that failed and were escalated to an operator.",

@@ -51,6 +51,7 @@ class Series:
     STEP_DURATION = "step_duration"  # an attempt, by outcome: succeeded, failed, retrying, escalated
     RETRIES = "retries"  # attempts that failed with attempts left
     ESCALATIONS = "escalations"  # steps that failed and wait for an operator
+    THROTTLED = "throttled"  # attempts parked until their rate-limit slot
     QUEUE_DEPTH = "queue_depth"  # rollups only: samples (status = the queue)
     APPROVALS_PENDING = "approvals_pending"  # rollups only: samples
 
@@ -326,6 +327,9 @@ def observations(event: Event, labels: RunLabels) -> Iterator[tuple[str, str, st
     elif kind in RUN_ENDS:
         started = labels.started_at or event.at
         yield Series.RUN_DURATION, "", RUN_ENDS[kind], max((event.at - started).total_seconds(), 0.0)
+    if kind == "step.throttled":
+        yield Series.THROTTLED, step, "", None
+        return
     if "attempt" not in data or not step:
         if data.get("escalated"):
             yield Series.ESCALATIONS, step, "", None

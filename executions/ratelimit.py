@@ -27,9 +27,11 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from config.celery_app import app
+from executions import events
 from executions.dispatch import RATE_RELEASE, new_task_id, step_signature
 from executions.models import StepRun
 from executions.selectors import run_facts
@@ -38,6 +40,8 @@ from workflows import expressions
 from workflows.exceptions import ExpressionError
 from workflows.services import version_spec_by_id
 from workflows.spec import RateLimit, StepSpec
+
+THROTTLED_EVENT = "step.throttled"  # an attempt parked until its rate-limit slot
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +101,7 @@ def admit(*, step_run_id: int, attempt: int) -> bool:
     """Before an attempt of a rate-limited step starts: True to start now, False when it was parked."""
     row = (
         StepRun.objects.filter(pk=step_run_id, status__in=(StepStatus.QUEUED, StepStatus.RETRYING))
-        .values("run_id", "step_id", "input", "item", "branch_index")
+        .values("run_id", "step_id", "input", "item", "branch_index", "status")
         .first()
     )
     if row is None:
@@ -115,9 +119,14 @@ def admit(*, step_run_id: int, attempt: int) -> bool:
     if wait <= 0:
         return True
     slot = timezone.now() + timedelta(seconds=wait)
-    StepRun.objects.filter(pk=step_run_id, status__in=(StepStatus.QUEUED, StepStatus.RETRYING)).update(
-        next_retry_at=slot, task_id=""
-    )
+    with transaction.atomic():
+        if StepRun.objects.filter(pk=step_run_id, status__in=(StepStatus.QUEUED, StepStatus.RETRYING)).update(
+            next_retry_at=slot, task_id=""
+        ):  # its event counts it (chordflow_step_throttled_total); a park is not an attempt
+            events.record(
+                row["run_id"], THROTTLED_EVENT, step=row["step_id"], branch=row["branch_index"], attempt=attempt,
+                status=row["status"], wait=round(wait, 3),
+            )  # fmt: skip
     schedule_release(step_id=row["step_id"], run_id=row["run_id"], wait=wait)
     return False
 

@@ -6,7 +6,6 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from prometheus_client.parser import text_string_to_metric_families
 
 from approvals.models import Approval
 from executions import events
@@ -15,25 +14,10 @@ from executions.models import MetricCursor, MetricTotal, Run
 from executions.retention import purge_runs
 from executions.services import run_start
 from executions.states import RunStatus
+from tests.support.metrics import scrape, value
 from tests.support.runs import steps, wait_for_run, wait_until, workflow
 
 RETRY = {"max_attempts": 3, "backoff": 0.05, "backoff_max": 0.1, "jitter": False}
-
-
-def scrape(client: Client | None = None, **headers) -> dict[tuple, float]:
-    """{(sample name, sorted labels): value} of one real GET /metrics."""
-    response = (client or Client()).get("/metrics", **headers)
-    assert response.status_code == 200, response.content
-    assert response["Content-Type"].startswith("text/plain; version=")
-    samples = {}
-    for family in text_string_to_metric_families(response.content.decode()):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,10 +2,11 @@
 
 import pytest
 
-from executions.models import StepRun
+from executions.models import RunEvent, StepRun
 from executions.services import run_start
 from executions.states import RunStatus, StepStatus
 from tests.support.actions import counter
+from tests.support.metrics import scrape, value
 from tests.support.runs import steps, wait_for_run, workflow
 from workflows.definition import parse_definition
 from workflows.exceptions import DefinitionError
@@ -42,6 +43,12 @@ def test_a_rate_limited_for_each_never_starts_more_than_the_limit_in_any_window(
     branches = StepRun.objects.filter(run=run, branch_index__isnull=False)
     assert set(branches.values_list("status", flat=True)) == {StepStatus.SUCCEEDED}
     assert set(branches.values_list("attempts", flat=True)) == {1}  # parking is not an attempt
+    parked = RunEvent.objects.filter(run=run, kind="step.throttled").count()
+    assert parked >= 20  # at most 5 of the first second's 30 start at once; the others wait their slot
+    samples = scrape()
+    labels = {"workflow": wf.slug, "step": "call", "queue": "default"}
+    assert value(samples, "chordflow_step_throttled_total", **labels) == parked
+    assert value(samples, "chordflow_step_attempts_total", **labels) == 30
 
 
 def test_each_key_has_its_own_limit():
