@@ -71,7 +71,7 @@ def approval_get(*, user, approval_id) -> Approval | None:
 
 
 def approvals_pending_gauge() -> Iterator[tuple[str, dict[str, str], float]]:
-    """Pending approvals (and escalations) per workflow, for /metrics (executions.metrics.register_gauge)."""
+    """Pending approvals (and escalations) per workflow, for /metrics (executions.gauges.register_gauge)."""
     rows = (
         Approval.objects.filter(status=ApprovalStatus.PENDING)
         .values_list("run__workflow__slug")

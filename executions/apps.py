@@ -8,7 +8,7 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from executions import broadcast, concurrency, events, gauges, metrics, schedules, signals, transitions
+        from executions import broadcast, concurrency, events, gauges, schedules, signals, transitions
         from workflows.sections import register_section
 
         signals.connect()
@@ -17,5 +17,5 @@ class ExecutionsConfig(AppConfig):
         transitions.on_run_finish(concurrency.release)
         register_section("schedules", schedules.schedules_load)
         for reader in (gauges.runs_active, gauges.schedule_lag, gauges.schedule_fires, gauges.fold_lag):
-            metrics.register_gauge(reader)
-        metrics.register_gauge(gauges.queue_depth, sampled=True)  # the metrics page draws its history
+            gauges.register_gauge(reader)
+        gauges.register_gauge(gauges.queue_depth, sampled=True)  # the metrics page draws its history

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from executions.metrics import BUCKETS, Series, fit, gauges, metrics_fold
+from executions.gauges import gauges
+from executions.metrics import BUCKETS, Series, fit, metrics_fold
 from executions.models import MetricTotal
 
 logger = logging.getLogger(__name__)

@@ -1,16 +1,21 @@
-"""The runtime's gauges, read when /metrics is scraped: active runs, queue depth, schedule lag, and the
-fires of schedules (counted from their rows: a fire is not a run event)."""
+"""Gauges: values read when /metrics is scraped, not counted from events. The registry any app adds
+its readers to (approvals adds pending approvals), the samples beat's fold adds to the rollups, and
+the runtime's own readers: active runs, queue depth, schedule lag, the fold's lag, and the fires of
+schedules (counted from their rows: a fire is not a run event)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 
 from django.db.models import Count, Max
 from django.utils import timezone
 
 from executions import metrics
 from executions.dispatch import app
+from executions.metrics import PERIODS, RollupKey, Series, Tally, floor
 from executions.models import MetricTotal, Run, Schedule, ScheduleFire
 from executions.states import RUN_UNFINISHED, FireOutcome
 from workflows.models import Workflow, WorkflowVersion
@@ -20,6 +25,58 @@ from workflows.spec import DEFAULT_QUEUE
 logger = logging.getLogger(__name__)
 
 Gauge = tuple[str, dict[str, str], float]
+
+
+# --- the registry: read at scrape, the sampled ones also by beat's fold ---------------------------
+GaugeReader = Callable[[], Iterable[Gauge]]
+_gauges: dict[GaugeReader, bool] = {}  # reader -> whether beat's fold samples it into the rollups
+
+
+def register_gauge(reader: GaugeReader, *, sampled: bool = False) -> None:
+    """`reader()` yields (series, labels, value) of a gauge read now; an app on the runtime adds its own.
+    `sampled`: the metrics page draws its history (queue depth, pending approvals)."""
+    _gauges[reader] = sampled
+
+
+def gauges(*, sampled: bool = False) -> list[Gauge]:
+    """Every registered gauge's current values (`sampled`: only those the page draws); a reader that
+    fails is logged and left out."""
+    values = []
+    for reader, is_sampled in list(_gauges.items()):
+        if sampled and not is_sampled:
+            continue
+        try:
+            values.extend(reader())
+        except Exception:
+            logger.warning("metrics: the gauge %r could not be read", reader, exc_info=True)
+    return values
+
+
+def samples(now: datetime | None = None) -> dict[RollupKey, Tally]:
+    """The sampled gauges' values now (queue depth, pending approvals) as rollup samples, for beat's
+    fold to add: the metrics page draws their history.
+
+    Pending approvals are also sampled for all workflows together (workflow ""), zero included: its
+    count is the number of samples a bin holds, which a workflow with none pending does not report.
+    """
+    now = now or timezone.now()
+    found: dict[RollupKey, Tally] = defaultdict(Tally)
+
+    def add(series: str, workflow: str, status: str, value: float) -> None:
+        for period in PERIODS:
+            sample = found[RollupKey(period, floor(now, period), series, workflow, status)]
+            sample.count += 1
+            sample.sum += value
+
+    pending = 0.0
+    for series, labels, value in gauges(sampled=True):
+        if series == Series.QUEUE_DEPTH:
+            add(series, "", labels.get("queue", ""), value)
+        elif series == Series.APPROVALS_PENDING:
+            add(series, labels.get("workflow", ""), "", value)
+            pending += value
+    add(Series.APPROVALS_PENDING, "", "", pending)
+    return found
 
 
 def runs_active() -> Iterator[Gauge]:

@@ -121,24 +121,27 @@ class Event(NamedTuple):
 
 # --- the fold -------------------------------------------------------------------------------------
 def metrics_fold(
-    *, batch: int = FOLD_BATCH, max_batches: int = 1000, sample: bool = False, nowait: bool = False
+    *,
+    batch: int = FOLD_BATCH,
+    max_batches: int = 1000,
+    samples: dict[RollupKey, Tally] | None = None,
+    nowait: bool = False,
 ) -> int:
     """Fold every event that may be folded now; returns how many. One transaction per `batch` events.
 
-    `sample`: also record the sampled gauges' current values in the rollups (beat's fold does, every
-    CHORDFLOW_METRICS_FOLD_INTERVAL seconds), read before any lock is taken. `nowait` (a scrape's
-    fold): on PostgreSQL, raise at once (DatabaseError) when another fold holds the cursor.
+    `samples`: gauge values to add to the rollups (beat's fold passes executions.gauges.samples(),
+    every CHORDFLOW_METRICS_FOLD_INTERVAL seconds), and then old rollups are pruned. `nowait` (a
+    scrape's fold): on PostgreSQL, raise at once (DatabaseError) when another fold holds the cursor.
     """
-    now = timezone.now()
-    samples = _samples(gauges(sampled=True), now) if sample else {}
-    if sample:
-        prune_rollups(now)
+    if samples is not None:
+        prune_rollups(timezone.now())
     elif not _anything_new():
         return 0  # nothing to fold: no write transaction (on SQLite, no write lock) for it
+    pending = samples or {}
     folded = 0
     for _ in range(max_batches):
-        count = _fold_batch(batch, samples, nowait)
-        samples = {}
+        count = _fold_batch(batch, pending, nowait)
+        pending = {}
         folded += count
         if count < batch:
             break
@@ -383,53 +386,3 @@ def _apply(tallies: dict, existing: dict, new: Callable[[Any], Any], model: type
         delta.add_to(row)
     model.objects.bulk_create(created, batch_size=500)
     model.objects.bulk_update(changed, ["count", "sum", "buckets"], batch_size=500)
-
-
-# --- gauges: read at scrape, sampled into the rollups by each fold --------------------------------
-GaugeReader = Callable[[], Iterable[tuple[str, dict[str, str], float]]]
-_gauges: dict[GaugeReader, bool] = {}  # reader -> whether beat's fold samples it into the rollups
-
-
-def register_gauge(reader: GaugeReader, *, sampled: bool = False) -> None:
-    """`reader()` yields (series, labels, value) of a gauge read now; an app on the runtime adds its own.
-    `sampled`: the metrics page draws its history (queue depth, pending approvals)."""
-    _gauges[reader] = sampled
-
-
-def gauges(*, sampled: bool = False) -> list[tuple[str, dict[str, str], float]]:
-    """Every registered gauge's current values (`sampled`: only those the page draws); a reader that
-    fails is logged and left out."""
-    values = []
-    for reader, is_sampled in list(_gauges.items()):
-        if sampled and not is_sampled:
-            continue
-        try:
-            values.extend(reader())
-        except Exception:
-            logger.warning("metrics: the gauge %r could not be read", reader, exc_info=True)
-    return values
-
-
-def _samples(values: list[tuple[str, dict[str, str], float]], now: datetime) -> dict[RollupKey, Tally]:
-    """Queue depth and pending approvals as rollup samples: the metrics page draws their history.
-
-    Pending approvals are also sampled for all workflows together (workflow ""), zero included: its
-    count is the number of samples a bin holds, which a workflow with none pending does not report.
-    """
-    samples: dict[RollupKey, Tally] = defaultdict(Tally)
-
-    def add(series: str, workflow: str, status: str, value: float) -> None:
-        for period in PERIODS:
-            sample = samples[RollupKey(period, floor(now, period), series, workflow, status)]
-            sample.count += 1
-            sample.sum += value
-
-    pending = 0.0
-    for series, labels, value in values:
-        if series == Series.QUEUE_DEPTH:
-            add(series, "", labels.get("queue", ""), value)
-        elif series == Series.APPROVALS_PENDING:
-            add(series, labels.get("workflow", ""), "", value)
-            pending += value
-    add(Series.APPROVALS_PENDING, "", "", pending)
-    return samples

@@ -17,7 +17,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from executions.charts import Line, empty, fmt, line_chart
-from executions.metrics import BUCKETS, STEP_BUCKETS, Series, Tally, fit, floor, gauges
+from executions.gauges import gauges
+from executions.metrics import BUCKETS, STEP_BUCKETS, Series, Tally, fit, floor
 from executions.models import MetricRollup
 from executions.run_page import PALETTE
 from executions.states import RunStatus, StepStatus

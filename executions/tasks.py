@@ -14,6 +14,7 @@ from executions import (
     attempts,
     branches,
     dispatch,
+    gauges,
     metrics,
     ratelimit,
     retention,
@@ -111,4 +112,4 @@ def rate_release(run_id: str, step_id: str) -> int:
 def metrics_fold() -> int:
     """Run by beat every CHORDFLOW_METRICS_FOLD_INTERVAL seconds: new events into the metrics, and a
     sample of queue depth and pending approvals for the metrics page."""
-    return metrics.metrics_fold(sample=True)
+    return metrics.metrics_fold(samples=gauges.samples())

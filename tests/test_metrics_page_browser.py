@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
+from executions.gauges import samples as gauge_samples
 from executions.metrics import metrics_fold
 from executions.models import Run, RunEvent
 from executions.services import run_start
@@ -67,7 +68,7 @@ def test_the_metrics_page_draws_an_hour_of_runs(browser, admin_user: User, tmp_p
     past_runs(orders, count=260, failing_every=40, rng=rng)
     live = run_start(workflow=orders, input={})[0]  # and one run the worker really executes now
     wait_for_run(live.pk)
-    metrics_fold(sample=True)
+    metrics_fold(samples=gauge_samples())
 
     with daphne_server(log=tmp_path / "daphne.log") as url:
         sign_in(browser, url, admin_user)

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from executions.charts import Line, fmt, line_chart, nice_ceiling
+from executions.gauges import samples as gauge_samples
 from executions.metrics import STEP_BUCKETS, metrics_fold
 from executions.metrics_page import RANGES, bin_starts, quantile
 from executions.services import run_start
@@ -75,7 +76,7 @@ def test_the_page_shows_the_figures_of_known_runs():
     runs = [run_start(workflow=good, input={})[0] for _ in range(2)] + [run_start(workflow=bad, input={})[0]]
     for run in runs:
         wait_for_run(run.pk)
-    metrics_fold(sample=True)
+    metrics_fold(samples=gauge_samples())
     client = admin_client()
 
     page = client.get(URL)
@@ -129,7 +130,7 @@ def test_the_page_costs_the_same_queries_for_ten_runs_as_for_a_hundred():
     def queries(runs: int) -> int:
         for _ in range(runs):
             run_start(workflow=wf, input={})
-        metrics_fold(sample=True)
+        metrics_fold(samples=gauge_samples())
         with CaptureQueriesContext(connection) as captured:
             assert client.get(URL, {"range": "day"}).status_code == 200
         return len(captured)
