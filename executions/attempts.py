@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -13,11 +11,11 @@ from typing import Any, TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from config import logfilters
-from executions import cancellation, events, steplogs, transitions
+from executions import cancellation, conflicts, events, steplogs, transitions
 from executions.advance import advance_locked
 from executions.branches import branch_failed, branch_finished
 from executions.models import StepRun
@@ -141,19 +139,7 @@ def recorded(record: Callable[[], T]) -> T:
     PostgreSQL a branch that fails (locking its step, then its siblings) and a sibling that succeeds
     (locking itself, then the step) can deadlock; the database aborts one, which runs again here.
     """
-    if connection.in_atomic_block:  # the caller's transaction: a retry here cannot undo its part
-        with events.event_batch():
-            return record()
-    for attempt in range(RECORD_TRIES):
-        try:
-            with transaction.atomic(), events.event_batch():
-                return record()
-        except OperationalError:
-            if attempt == RECORD_TRIES - 1:
-                raise
-            logger.info("recording an attempt's outcome hit a lock conflict; trying again", exc_info=True)
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 (jitter, not a secret)
-    raise AssertionError("unreachable")
+    return conflicts.retried(record, what="recording an attempt's outcome", tries=RECORD_TRIES)
 
 
 def logged(write_log: Callable[[], None] | None, record: Callable[[], T]) -> Callable[[], T]:

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from executions import concurrency, events, planning, transitions
+from executions import concurrency, conflicts, events, planning, transitions
 from executions.advance import LIGHT_STEP_FIELDS, advance_rows, apply
 from executions.dispatch import advance_on_commit
 from executions.exceptions import InvalidTransitionError, RunNotAllowedError
@@ -108,8 +108,13 @@ def run_fail(*, run_id: Any, error: dict) -> None:
 
 
 def run_cancel(*, run_id: Any, by: str = "") -> Run:
-    """Cancel a pending, running or waiting run. InvalidTransitionError otherwise."""
-    with transaction.atomic(), events.event_batch():
+    """Cancel a pending, running or waiting run. InvalidTransitionError otherwise.
+
+    The cancel locks the run, then its steps; a branch finishing at that moment locks its row, then
+    the run. On PostgreSQL one of the two is aborted as a deadlock: the cancel then runs again.
+    """
+
+    def cancel() -> Run:
         run = lock_run(run_id)
         if run is None:
             raise Run.DoesNotExist(f"no run {run_id}")
@@ -118,6 +123,9 @@ def run_cancel(*, run_id: Any, by: str = "") -> Run:
                 f"the run is {run.status}: only pending, running or waiting runs can be cancelled"
             )
         transitions.run_finish(run_id=run.pk, status=R.CANCELLED, by=by)
+        return run
+
+    run = conflicts.retried(cancel, what=f"cancelling run {run_id}")
     run.refresh_from_db()
     return run
 
