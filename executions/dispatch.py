@@ -142,10 +142,24 @@ def publish_chord(*, run_id: Any, parent_id: int, step: StepSpec, branches: list
 def queue_depth(queue: str) -> int | None:
     """Messages waiting in a broker queue (not counting those reserved by workers); None if unknown."""
     try:
-        with app.connection_for_read() as conn:
-            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+        return queue_depths([queue])[queue]
     except Exception:
         return None
+
+
+def queue_depths(queues: list[str]) -> dict[str, int | None]:
+    """queue_depth of each, over one broker connection; None for a queue the broker does not know (on
+    Redis: nothing was ever sent to it, or it is empty). Raises when the broker does not answer."""
+    depths: dict[str, int | None] = dict.fromkeys(queues)
+    with app.connection_for_read() as conn:
+        channel = conn.channel()
+        for queue in queues:
+            try:
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except conn.channel_errors:
+                channel = conn.channel()  # RabbitMQ closes the channel of a failed passive declare
+        channel.close()
+    return depths
 
 
 def revoke_on_commit(task_ids: list[str]) -> None:

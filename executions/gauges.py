@@ -14,7 +14,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from executions import metrics
-from executions.dispatch import app
+from executions.dispatch import queue_depths
 from executions.metrics import PERIODS, RollupKey, Series, Tally, floor
 from executions.models import MetricTotal, Run, Schedule, ScheduleFire
 from executions.states import RUN_UNFINISHED, FireOutcome
@@ -117,18 +117,10 @@ def known_queues() -> list[str]:
 
 
 def queue_depth() -> Iterator[Gauge]:
-    """Messages waiting in each known queue of the broker (not those workers have reserved)."""
-    queues = known_queues()
-    with app.connection_for_read() as conn:
-        channel = conn.channel()
-        for queue in queues:
-            try:
-                depth = channel.queue_declare(queue=queue, passive=True).message_count
-            except Exception:  # a queue nothing was ever sent to: the broker does not know it
-                depth = 0
-                channel = conn.channel()  # RabbitMQ closes the channel of a failed passive declare
-            yield "queue_depth", {"queue": queue}, float(depth)
-        channel.close()
+    """Messages waiting in each known queue of the broker (not those workers have reserved); 0 for a
+    queue the broker does not know yet."""
+    for queue, depth in queue_depths(known_queues()).items():
+        yield "queue_depth", {"queue": queue}, float(depth or 0)
 
 
 def schedule_lag() -> Iterator[Gauge]:
