@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite."""
 
 import pytest
+from channels.layers import channel_layers
 from django.db import connection
 
 from config.celery_app import app
@@ -31,6 +32,20 @@ def worker_idle_before_flush(request):
     yield
     if "celery_worker" in request.fixturenames:
         request.getfixturevalue("celery_worker").wait_idle(timeout=30, strict=False)
+
+
+@pytest.fixture(autouse=True)
+def channel_layer_per_test():
+    """Each test gets channel-layer instances of its own, never one an earlier test's loop left.
+
+    Each `async_to_sync` runs a new event loop, and channels_redis keeps per-channel asyncio locks
+    on the layer instance. A receive cut short as its loop ends can leave such a lock held and
+    bound to that dead loop; the next test's receive on the same instance then raises "bound to a
+    different event loop" (and an in-process websocket consumer goes silent). A worker or daphne
+    runs one loop for its life, so this is a property of the suite, not of the product.
+    """
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture
