@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from executions import events, planning, step_types, transitions
-from executions.dispatch import DispatchPlan, new_task_id
+from executions.dispatch import DispatchPlan, fan_out_chunk, new_task_id
 from executions.models import Run, StepRun
 from executions.planning import Plan, RunView
 from executions.selectors import run_facts
@@ -133,8 +133,9 @@ def _apply_move(run: Run, step: StepSpec, row: StepRun, move: planning.Move, dis
 
 def _fan_out(run: Run, step: StepSpec, row: StepRun, move: planning.Move, dispatch: DispatchPlan, now) -> bool:
     branches = transitions.step_fan_out(
-        step_run_id=row.pk, run_id=run.pk, step=step.id, items=move.items, params=move.params, now=now
-    )
+        step_run_id=row.pk, run_id=run.pk, step=step.id, items=move.items, params=move.params, now=now,
+        chunk=fan_out_chunk(len(move.items), step),
+    )  # fmt: skip
     if branches is None:
         return False
     dispatch.add_map(row.pk, step, branches)

@@ -67,6 +67,29 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
 def _execute(row: StepRun, attempt: int) -> float | None:
     facts = run_facts(row.run_id)
     step = version_spec_by_id(facts.version_id, facts.content_hash).step(row.step_id)
+    outcome = attempt_run(row, step=step, workflow=facts.workflow, attempt=attempt)
+    if outcome.stopped:
+        outcome.write_log()
+        return None
+    if outcome.failure is None:
+        step_succeed(row=row, output=outcome.output, write_log=outcome.write_log)
+        return None
+    return attempt_failed(row=row, step=step, failure=outcome.failure, write_log=outcome.write_log)
+
+
+@dataclass
+class Outcome:
+    """What one attempt's action did, before it is recorded: an output, a failure, or a stop after its
+    cancel (nothing to record). `write_log` writes the attempt's last log lines."""
+
+    write_log: Callable[[], None]
+    output: Any = None
+    failure: Failure | None = None
+    stopped: bool = False
+
+
+def attempt_run(row: StepRun, *, step: StepSpec, workflow: str, attempt: int) -> Outcome:
+    """Call the action of a claimed attempt and say what happened; records nothing."""
     revealed: dict[str, str] = {}  # secret name -> value, redacted from whatever the attempt leaves
     log = steplogs.attempt_log(
         run_id=row.run_id, step_id=row.step_id, branch=row.branch_index, attempt=attempt,
@@ -74,7 +97,7 @@ def _execute(row: StepRun, attempt: int) -> float | None:
     )  # fmt: skip
     context = ActionContext(
         run_id=str(row.run_id),
-        workflow=facts.workflow,
+        workflow=workflow,
         step_id=row.step_id,
         attempt=attempt,
         branch_index=row.branch_index,
@@ -95,8 +118,7 @@ def _execute(row: StepRun, attempt: int) -> float | None:
         if context.cancelled():  # the cancel ended this attempt's row already: nothing to record
             logger.info("step run %s attempt %s stopped after its cancel", row.pk, attempt)
             log.log(LogLevel.INFO, "stopped: the step was cancelled (%s)", exc, engine=True)
-            steplogs.writer(log)()
-            return None
+            return Outcome(steplogs.writer(log), stopped=True)
         failure = Failure(type(exc).__name__, str(exc), False)  # raised without a cancel: a plain failure
     except PermanentError as exc:
         failure = Failure(type(exc).__name__, str(exc), False)
@@ -105,8 +127,7 @@ def _execute(row: StepRun, attempt: int) -> float | None:
     except Exception as exc:  # any other error of an action is retryable
         failure = Failure(type(exc).__name__, str(exc), True, traceback.format_exc())
     else:
-        step_succeed(row=row, output=output, write_log=steplogs.writer(log))
-        return None
+        return Outcome(steplogs.writer(log), output=output)
     # secrets out first, then the cut: a value straddling the cut would leave a piece behind
     failure = replace(
         failure,
@@ -117,7 +138,7 @@ def _execute(row: StepRun, attempt: int) -> float | None:
         log, error_type=failure.type, message=failure.message, traceback=failure.traceback,
         retryable=failure.retryable,
     )  # fmt: skip
-    return attempt_failed(row=row, step=step, failure=failure, write_log=steplogs.writer(log))
+    return Outcome(steplogs.writer(log), failure=failure)
 
 
 def _check_json(output: Any) -> None:
@@ -186,9 +207,17 @@ _NO_ERROR = {"error_type": "", "error_message": "", "error_traceback": "", "next
 
 
 def attempt_failed(
-    *, row: StepRun, step: StepSpec, failure: Failure, write_log: Callable[[], None] | None = None
+    *,
+    row: StepRun,
+    step: StepSpec,
+    failure: Failure,
+    write_log: Callable[[], None] | None = None,
+    next_task_id: str = "",
 ) -> float | None:
-    """Record a failed attempt: retrying (returns the delay to schedule, or None when parked) or failed."""
+    """Record a failed attempt: retrying (returns the delay to schedule, or None when parked) or failed.
+
+    `next_task_id`: the id of the task the caller will publish for the next attempt (a branch of a
+    chunk retries in a task of its own); by default the next attempt keeps the row's task id."""
     used = row.attempts - row.attempt_base
     if not failure.retryable or used >= step.retry.max_attempts:
         step_fail(row=row, step=step, failure=failure, write_log=write_log)
@@ -202,7 +231,7 @@ def attempt_failed(
         "error_type": failure.type,
         "error_message": failure.message,
         "error_traceback": failure.traceback,
-        **({"task_id": ""} if parked else {}),
+        **({"task_id": ""} if parked else {"task_id": next_task_id} if next_task_id else {}),
     }
     if not recorded(logged(write_log, lambda: _retry_later(row, failure, delay, fields))):
         return None

@@ -39,9 +39,9 @@ def fan_out_publish(*, parent_id: int) -> int:
     return len(branches)
 
 
-def branch_finished(parent_id: int) -> None:
-    """Count one finished branch on its parent; the branch that completes the count joins them."""
-    done, count, status = sql.count_branch(parent_id)
+def branch_finished(parent_id: int, finished: int = 1) -> None:
+    """Count finished branches on their parent (one, or a chunk's); the count that completes it joins them."""
+    done, count, status = sql.count_branch(parent_id, finished)
     if done >= (count or 0) and status == S.RUNNING:
         _join(parent_id)
 

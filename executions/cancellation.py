@@ -73,13 +73,20 @@ def stop_on_commit(*, run_id: Any, task_ids: list[str]) -> None:
     transaction.on_commit(stop)
 
 
+def run_flagged(run_id: Any) -> bool:
+    """Whether the run is flagged as having steps cancelled (one Redis GET); without Redis, yes: look at the rows."""
+    try:
+        return bool(_client().exists(flag_key(run_id)))
+    except redis.RedisError:
+        return True
+
+
 class AttemptProbe:
     """`context.cancelled()` of one attempt: true once its row no longer runs this attempt.
 
-    Cheap while nothing is cancelled: a Redis GET of the run's flag, at most every
-    PROBE_INTERVAL_SECONDS. Only when the run is flagged does it read the attempt's row (one
-    primary-key look-up), since the flag covers the whole run and a branch's siblings or a retried
-    step may still be live. Once true it stays true. Without Redis it reads the row.
+    Cheap while nothing is cancelled: `run_flagged`, at most every PROBE_INTERVAL_SECONDS. Only when
+    the run is flagged does it read the attempt's row (one primary-key look-up), since the flag covers
+    the whole run and a branch's siblings or a retried step may still be live. Once true it stays true.
     """
 
     def __init__(self, *, run_id: Any, step_run_id: int, attempt: int) -> None:
@@ -91,11 +98,7 @@ class AttemptProbe:
         if self._answer or time.monotonic() < self._next_look:
             return self._answer
         self._next_look = time.monotonic() + PROBE_INTERVAL_SECONDS
-        try:
-            flagged = bool(_client().exists(flag_key(self.run_id)))
-        except redis.RedisError:
-            flagged = True
-        if flagged:
+        if run_flagged(self.run_id):
             live = StepRun.objects.filter(pk=self.step_run_id, status=StepStatus.RUNNING, attempts=self.attempt)
             self._answer = not live.exists()
         return self._answer

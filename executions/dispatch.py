@@ -6,7 +6,9 @@ left to the sweeper, which re-dispatches steps queued for too long.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,7 @@ REVOKE_BATCH = 1000
 
 # The tasks' names: signatures are built by name, so this module needs nothing from executions.tasks.
 STEP_EXECUTE = "executions.step_execute"
+STEP_EXECUTE_CHUNK = "executions.step_execute_chunk"
 RUN_ADVANCE = "executions.run_advance"
 STEP_JOIN = "executions.step_join"
 PUBLISH_FAN_OUT = "executions.publish_fan_out"
@@ -130,12 +133,50 @@ def advance_on_commit(run_id: Any) -> None:
     transaction.on_commit(send)
 
 
+def fan_out_chunk(width: int, step: StepSpec) -> int:
+    """How many branches of a for_each one task carries (executions.chunks).
+
+    Enough chunks that every worker process stays busy (CHORDFLOW_FAN_OUT_CHUNKS of them, so I/O-bound
+    branches still run side by side), none larger than CHORDFLOW_FAN_OUT_CHUNK. A rate-limited step's
+    branches each ask for a slot of their own: one a task."""
+    if step.rate_limit is not None:
+        return 1
+    chunks = max(1, settings.CHORDFLOW_FAN_OUT_CHUNKS)
+    return max(1, min(settings.CHORDFLOW_FAN_OUT_CHUNK, math.ceil(width / chunks)))
+
+
+def chunk_signature(*, parent_id: int, step: StepSpec, task_id: str, run_id: Any, branches: list[tuple[int, str, int]]):
+    """The task of a chunk of branches, all at attempt 1. Each branch has its step's time limits in the
+    chunk (executions.chunks); the chunk's own are a backstop, a branch's limits times its size."""
+    per_branch = step.timeout + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE
+    soft = len(branches) * per_branch + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE
+    first, last = branches[0][2], branches[-1][2]
+    return app.signature(
+        STEP_EXECUTE_CHUNK,
+        args=(parent_id, [pk for pk, _task_id, _index in branches]),
+        task_id=task_id,
+        queue=step.queue,
+        soft_time_limit=soft,
+        time_limit=soft + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE,
+        argsrepr=step_label(run_id=run_id, step_id=step.id, branch=f"{first}-{last}", attempt=1),
+    )
+
+
 def publish_chord(*, run_id: Any, parent_id: int, step: StepSpec, branches: list[tuple[int, str, int]]) -> None:
-    """One chord: a task per branch, and a callback that joins them (idempotently, as the last branch does)."""
-    signatures = [
-        step_signature(step_run_id=pk, attempt=1, step=step, task_id=task_id, run_id=run_id, branch=index)
-        for pk, task_id, index in branches
-    ]
+    """One chord: a task per chunk of branches (the branches that share a task id, executions.chunks),
+    and a callback that joins them (idempotently, as the last branch does)."""
+    signatures = []
+    for task_id, members in itertools.groupby(branches, key=lambda branch: branch[1]):
+        members = list(members)
+        if len(members) == 1:
+            pk, _task_id, index = members[0]
+            signatures.append(
+                step_signature(step_run_id=pk, attempt=1, step=step, task_id=task_id, run_id=run_id, branch=index)
+            )
+        else:
+            signatures.append(
+                chunk_signature(parent_id=parent_id, step=step, task_id=task_id, run_id=run_id, branches=members)
+            )
     chord(group(signatures))(app.signature(STEP_JOIN, args=(parent_id,), immutable=True))
 
 

@@ -34,14 +34,14 @@ def run_facts(run_id: Any) -> RunFacts:
     return RunFacts(version_id=version_id, content_hash=content_hash, workflow=slug)
 
 
-def step_label(*, run_id: Any, step_id: str, branch: int | None, attempt: int) -> str:
+def step_label(*, run_id: Any, step_id: str, branch: int | str | None, attempt: int) -> str:
     """What a step task is, in words, for its `argsrepr` (Flower, the worker's log):
     "shop-orders run 1a2b3c4d step charge branch 3 attempt 1". The slug comes from the cached run facts."""
     words = [f"step {step_id}"]
     if run_id is not None:
         words.insert(0, f"{run_facts(str(run_id)).workflow} run {str(run_id)[:8]}")
-    if branch is not None:
-        words.append(f"branch {branch}")
+    if branch is not None:  # a chunk of branches says which: "branches 0-31"
+        words.append(f"branch {branch}" if isinstance(branch, int) else f"branches {branch}")
     words.append(f"attempt {attempt}")
     return " ".join(words)
 

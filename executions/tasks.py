@@ -13,6 +13,7 @@ from executions import (
     advance,
     attempts,
     branches,
+    chunks,
     dispatch,
     gauges,
     metrics,
@@ -30,18 +31,19 @@ from workflows.definition import MAX_ATTEMPTS_LIMIT
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
-@shared_task(
-    bind=True,
-    name=dispatch.STEP_EXECUTE,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    dont_autoretry_for=(SoftTimeLimitExceeded,),
-    retry_backoff=True,
-    retry_backoff_max=settings.CHORDFLOW_MAX_COUNTDOWN,
-    retry_jitter=True,
-    max_retries=MAX_ATTEMPTS_LIMIT,
-)
+# A task that runs attempts: acknowledged once done, back in the queue when its worker dies.
+ATTEMPT_TASK = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "dont_autoretry_for": (SoftTimeLimitExceeded,),
+    "retry_backoff": True,
+    "retry_backoff_max": settings.CHORDFLOW_MAX_COUNTDOWN,
+    "retry_jitter": True,
+}
+
+
+@shared_task(bind=True, name=dispatch.STEP_EXECUTE, max_retries=MAX_ATTEMPTS_LIMIT, **ATTEMPT_TASK)
 def step_execute(
     self, step_run_id: int, attempt: int, rate_limited: bool = False, late_after: float | None = None
 ) -> None:
@@ -57,6 +59,11 @@ def step_execute(
         raise self.retry(
             args=(step_run_id, attempt + 1), countdown=countdown, max_retries=MAX_ATTEMPTS_LIMIT, argsrepr=label
         )
+
+
+@shared_task(name=dispatch.STEP_EXECUTE_CHUNK, **ATTEMPT_TASK)
+def step_execute_chunk(parent_id: int, step_run_ids: list[int]) -> int:
+    return chunks.chunk_execute(parent_id=parent_id, step_run_ids=step_run_ids)
 
 
 @shared_task(name=dispatch.RUN_ADVANCE, acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)

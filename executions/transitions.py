@@ -60,8 +60,16 @@ def move_run(move: Transition, run_id: Any, *, fields: dict[str, Any] | None = N
 
 def step_claim(*, step_run_id: int, attempt: int, now: datetime) -> StepRun | None:
     """CLAIM attempt `attempt` and read what it needs, in one statement. None when refused."""
-    row = sql.claim(step_run_id=step_run_id, attempt=attempt, now=now, sources=StepMove.CLAIM.sources)
-    if row is not None:
+    rows = steps_claim(step_run_ids=[step_run_id], attempt=attempt, now=now)
+    return rows[0] if rows else None
+
+
+def steps_claim(*, step_run_ids: list[int], attempt: int, now: datetime) -> list[StepRun]:
+    """CLAIM attempt `attempt` of many rows (a chunk of branches) in one statement: the rows it moved,
+    in branch order, each with its event."""
+    rows = sql.claim_many(step_run_ids=step_run_ids, attempt=attempt, now=now, sources=StepMove.CLAIM.sources)
+    rows.sort(key=lambda row: (row.branch_index is None, row.branch_index))
+    for row in rows:
         row.started_at = now
         timing = {}
         if row.queued_at is not None and attempt == row.attempt_base + 1:  # queued -> started, for the metrics
@@ -70,7 +78,33 @@ def step_claim(*, step_run_id: int, attempt: int, now: datetime) -> StepRun | No
             row.run_id, StepMove.CLAIM.event, step=row.step_id, branch=row.branch_index, status=StepMove.CLAIM.target,
             attempt=attempt, **timing,
         )  # fmt: skip
-    return row
+    return rows
+
+
+def steps_succeed(rows: list[StepRun], *, outputs: dict[int, Any], now: datetime) -> list[StepRun]:
+    """SUCCEED many running attempts in one statement (a chunk's branches, each at its own start time
+    `row.started_at`): the rows it moved, each with the event a single SUCCEED records."""
+    by_id = {row.pk: row for row in rows}
+    attempt = rows[0].attempts
+    assert all(row.attempts == attempt for row in rows), "one statement, one attempt number"
+    outcomes = {row.pk: (outputs[row.pk], row.started_at) for row in rows}
+    moved = [
+        by_id[pk]
+        for pk in sql.succeed_many(outcomes=outcomes, attempt=attempt, now=now, sources=StepMove.SUCCEED.sources)
+    ]
+    moved.sort(key=lambda row: row.branch_index)
+    for row in moved:
+        events.record(
+            row.run_id, StepMove.SUCCEED.event, step=row.step_id, branch=row.branch_index,
+            status=StepMove.SUCCEED.target, attempt=attempt, duration=attempt_duration(row, now),
+        )  # fmt: skip
+    return moved
+
+
+def steps_restamp(*, step_run_ids: list[int], attempt: int, now: datetime) -> set[int]:
+    """Claimed attempts not started yet (a chunk's branches ahead) count from `now`: the sweep's deadline
+    moves with them. No status changes, no event. Returns those still running `attempt`."""
+    return sql.restamp(step_run_ids=step_run_ids, attempt=attempt, now=now)
 
 
 def attempt_duration(row: StepRun, now: datetime) -> float:
@@ -79,10 +113,11 @@ def attempt_duration(row: StepRun, now: datetime) -> float:
 
 
 def step_fan_out(
-    *, step_run_id: int, run_id: Any, step: str, items: list, params: list, now: datetime
+    *, step_run_id: int, run_id: Any, step: str, items: list, params: list, now: datetime, chunk: int = 1
 ) -> list[tuple[int, str, int]] | None:
     """FAN_OUT a for_each step: a branch row per item, each queued for its first attempt.
 
+    Every `chunk` consecutive branches share a task id: one task carries them (executions.chunks).
     Returns the branches' (row id, task id, branch index) to publish after commit; None when the move was refused.
     """
     move, width = StepMove.FAN_OUT, len(items)
@@ -91,6 +126,7 @@ def step_fan_out(
         return None
     events.record(run_id, StepMove.QUEUE.event, step=step, status=StepMove.QUEUE.target, branches=width)
     events.record(run_id, move.event, step=step, status=move.target, branches=width)
+    task_ids = [new_task_id() for _ in range(-(-width // chunk))]
     branches = StepRun.objects.bulk_create(
         [
             StepRun(
@@ -102,7 +138,7 @@ def step_fan_out(
                 input=branch_params,
                 item=item,
                 queued_at=now,
-                task_id=new_task_id(),
+                task_id=task_ids[index // chunk],
                 attempt_base=0,
             )
             for index, (item, branch_params) in enumerate(zip(items, params, strict=True))
@@ -119,7 +155,8 @@ def steps_cancel(rows: QuerySet, *, run_id: Any, reason: str) -> None:
     within CHORDFLOW_CANCEL_GRACE seconds (executions.cancellation).
     """
     unfinished = rows.filter(status__in=StepMove.CANCEL.sources)
-    task_ids = list(unfinished.filter(status__in=STEP_IN_FLIGHT).exclude(task_id="").values_list("task_id", flat=True))
+    in_flight = unfinished.filter(status__in=STEP_IN_FLIGHT).exclude(task_id="")
+    task_ids = list(in_flight.order_by().values_list("task_id", flat=True).distinct())  # a chunk shares one
     top_level = list(unfinished.filter(branch_index__isnull=True).values_list("step_id", flat=True))
     unfinished.update(status=StepMove.CANCEL.target, finished_at=timezone.now(), next_retry_at=None)
     for step_id in top_level:

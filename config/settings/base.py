@@ -225,6 +225,12 @@ CHORDFLOW_BROADCAST_EVENTS = env_bool("CHORDFLOW_BROADCAST_EVENTS", True)
 CHORDFLOW_BROADCAST_INTERVAL = env_int("CHORDFLOW_BROADCAST_INTERVAL_MS", 250) / 1000
 # A for_each wider than this is published by a worker task (about 0.8 ms a branch), not by the caller.
 CHORDFLOW_INLINE_FAN_OUT = env_int("CHORDFLOW_INLINE_FAN_OUT", 200)
+# A for_each's branches travel in chunks: one task claims, runs and records up to CHORDFLOW_FAN_OUT_CHUNK
+# branches, and a step is cut into about CHORDFLOW_FAN_OUT_CHUNKS of them so that every worker process
+# has some. A chunk records its branches' successes together at most CHORDFLOW_CHUNK_FLUSH_MS apart.
+CHORDFLOW_FAN_OUT_CHUNK = env_int("CHORDFLOW_FAN_OUT_CHUNK", 100)
+CHORDFLOW_FAN_OUT_CHUNKS = env_int("CHORDFLOW_FAN_OUT_CHUNKS", 32)
+CHORDFLOW_CHUNK_FLUSH = env_int("CHORDFLOW_CHUNK_FLUSH_MS", 500) / 1000
 # Beat runs the schedule tick this often (seconds): a cron fire starts within about this of its time.
 CHORDFLOW_SCHEDULE_TICK = env_int("CHORDFLOW_SCHEDULE_TICK", 1)
 CELERY_BEAT_SCHEDULE = {

@@ -38,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     from config.embedded_redis import ensure_redis_url
 
     redis_server = ensure_redis_url(var_dir / "redis")
+    created = ""
     try:
         import django
 
         django.setup()
+        created = ensure_database()
+        from executions.benchmark import report as reporting
         from executions.benchmark.shapes import Bench
 
         bench = Bench(quick=args.quick, concurrency=args.concurrency, var_dir=var_dir, profile=args.profile)
@@ -51,12 +54,39 @@ def main(argv: list[str] | None = None) -> int:
         report["seconds"] = round(time.time() - started, 1)
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2))
-        print(bench.table(report))
+        print(reporting.table(report))
         print(f"\nreport: {args.report}  ({report['seconds']} s)")
     finally:
         if redis_server is not None:
             redis_server.stop()
+    if created:
+        drop_database(created)
     return 0
+
+
+def ensure_database() -> str:
+    """On PostgreSQL, create DATABASE_URL's database when it does not exist; returns its name then
+    (the run drops it at the end), else "". SQLite needs nothing: the file is made on first use."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return ""
+    name = connection.settings_dict["NAME"]
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone():
+            return ""
+        cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
+    print(f"created PostgreSQL database {name} for this run", flush=True)
+    return name
+
+
+def drop_database(name: str) -> None:
+    from django.db import connection, connections
+
+    connections.close_all()
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {connection.ops.quote_name(name)} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,13 @@ def noop(key: str, sent: float | None = None) -> None:
         store().rpush(f"bench:{key}:latency", now - sent)
 
 
+@shared_task(name="bench.sleep")
+def sleep(key: str, seconds: float) -> None:
+    """An I/O-bound task: waits `seconds` (a call to a slow service), then records that it ran."""
+    time.sleep(seconds)
+    store().rpush(f"bench:{key}", time.time())
+
+
 @shared_task(name="bench.done")
 def done(*_results, key: str) -> None:
     """A chain's or chord's last task: records when the whole shape finished."""

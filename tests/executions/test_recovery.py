@@ -98,10 +98,15 @@ def test_kill_9_in_the_middle_of_a_fan_out_loses_no_branch_and_reruns_none_that_
         run = heal_until_finished(run)
     finally:
         rescuer.stop()
+    assert_no_branch_lost_or_rerun(run, width, succeeded_before)
+
+
+def assert_no_branch_lost_or_rerun(run, width: int, succeeded_before: set[int], step: str = "each") -> None:
+    """The run succeeded with every branch; those recorded before the crash finished exactly once."""
     assert run.status == RunStatus.SUCCEEDED, run.error
-    assert len(step_row(run, "each").output) == width
+    assert len(step_row(run, step).output) == width
     for branch in range(width):
-        finished = int(counter().get(executions_key(str(run.pk), "each", branch)) or 0)
-        assert finished >= 1
+        finished = int(counter().get(executions_key(str(run.pk), step, branch)) or 0)
+        assert finished >= 1, f"branch {branch} was lost"
         if branch in succeeded_before:
             assert finished == 1, f"branch {branch} succeeded before the crash and ran again"

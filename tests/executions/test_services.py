@@ -196,7 +196,7 @@ def test_a_wide_fan_out_is_published_by_a_worker_task_with_only_unclaimed_branch
     first = StepRun.objects.get(run=run, branch_index=0)
     attempts.step_claim(step_run_id=first.pk, attempt=1)
     assert fan_out_publish(parent_id=step_row(run, "m").pk) == 49
-    assert queue_depth(NOWHERE) == 49
+    assert queue_depth(NOWHERE) == 25  # chunks of 2 (50 / CHORDFLOW_FAN_OUT_CHUNKS); the first is branch 1 alone
 
 
 def test_the_caller_of_a_wide_fan_out_publishes_one_small_task(settings):

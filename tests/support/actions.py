@@ -171,3 +171,15 @@ def log_lines(params, context):
     if params.get("raise"):
         raise ValueError(params["raise"])
     return {"logged": len(params.get("lines", [])) + repeat}
+
+
+@action("test.by_item")
+def by_item(params, context):
+    """Counts each run of a branch; its first attempt fails (retryable) when the item is in `flaky`,
+    every attempt fails for good when it is in `doomed`; otherwise returns the item."""
+    counter().incr(executions_key(context.run_id, context.step_id, context.branch_index))
+    if context.item in params.get("doomed", []):
+        raise PermanentError(f"item {context.item} can never work")
+    if context.item in params.get("flaky", []) and context.attempt == 1:
+        raise RetryableError(f"item {context.item} fails its first attempt")
+    return {"item": context.item, "attempt": context.attempt}

@@ -51,10 +51,19 @@ def stop_group(process: subprocess.Popen | None, timeout: float = 10) -> None:
 class WorkerProcess:
     """Start, stop or kill -9 one worker; `name` makes its node name unique for ping."""
 
-    def __init__(self, *, name: str = "test", concurrency: int = 2, queues: str = "default", log: Path | None = None):
+    def __init__(
+        self,
+        *,
+        name: str = "test",
+        concurrency: int = 2,
+        queues: str = "default",
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.name = name
         self.concurrency = concurrency
         self.queues = queues
+        self.env = env
         self.log = log or BASE_DIR / "var" / f"test-worker-{name}.log"
         self.process: subprocess.Popen | None = None
 
@@ -68,7 +77,7 @@ class WorkerProcess:
             "-c", str(self.concurrency), "-Q", self.queues, "-n", self.node, "-l", "INFO",
             "--without-mingle", "--without-gossip", "-I", "tests.support.worker_tasks",
         ]  # fmt: skip
-        self.process = start_celery(argv, self.log)
+        self.process = start_celery(argv, self.log, self.env)
         self.wait_ready()
         return self
 
