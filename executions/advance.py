@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from executions import events, planning, step_types, transitions
+from executions import continuation, events, planning, step_types, transitions
 from executions.dispatch import DispatchPlan, fan_out_chunk, new_task_id
 from executions.models import Run, StepRun
 from executions.planning import Plan, RunView
@@ -96,6 +96,9 @@ def apply(run: Run, spec: WorkflowSpec, rows: dict[str, StepRun], plan: Plan) ->
         transitions.run_finish(run_id=run.pk, status=R.FAILED, error=plan.error)
         return
     dispatch.join = planning.is_joined(spec, queued)
+    taken = continuation.claim_next(dispatch.ready, now)
+    if taken is not None:
+        dispatch.drop_step(taken)
     dispatch.send_on_commit()
     if plan.run == R.SUCCEEDED:
         transitions.run_finish(run_id=run.pk, status=R.SUCCEEDED, output=plan.output)

@@ -15,9 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from config import logfilters
-from executions import cancellation, conflicts, events, steplogs, transitions
+from executions import cancellation, conflicts, continuation, events, steplogs, timelimits, transitions
 from executions.advance import advance_locked
 from executions.branches import branch_failed, branch_finished
+from executions.dispatch import new_task_id, step_signature
 from executions.models import StepRun
 from executions.planning import error_dict
 from executions.resolve import step_give_up
@@ -64,10 +65,27 @@ def step_execute(*, step_run_id: int, attempt: int) -> float | None:
         return _execute(row, attempt)
 
 
+def continue_chain(offer: continuation.Offer | None) -> int:
+    """Run the steps that advances claimed for this task, one after another (executions.continuation).
+    Returns how many ran."""
+    count = 0
+    while (taken := continuation.take(offer)) is not None:
+        row, step = taken
+        outcome = attempt_in_task(row, step=step, workflow=run_facts(row.run_id).workflow)
+        if outcome.stopped:
+            outcome.write_log()
+        elif outcome.failure is None:
+            step_succeed(row=row, output=outcome.output, write_log=outcome.write_log)  # may claim the next
+        else:
+            failed_in_task(row, step=step, outcome=outcome)
+        count += 1
+    return count
+
+
 def _execute(row: StepRun, attempt: int) -> float | None:
     facts = run_facts(row.run_id)
     step = version_spec_by_id(facts.version_id, facts.content_hash).step(row.step_id)
-    outcome = attempt_run(row, step=step, workflow=facts.workflow, attempt=attempt)
+    outcome = _limited_run(row, step=step, workflow=facts.workflow)
     if outcome.stopped:
         outcome.write_log()
         return None
@@ -113,7 +131,7 @@ def attempt_run(row: StepRun, *, step: StepSpec, workflow: str, attempt: int) ->
         output = secrets.redact(get_action(step.action)(params, context), revealed)
         _check_json(output)
     except SoftTimeLimitExceeded:
-        failure = Failure("TimeoutError", f"attempt {attempt} ran past the step's timeout of {step.timeout:g}s", True)
+        failure = _timed_out(step, attempt)
     except AttemptCancelled as exc:
         if context.cancelled():  # the cancel ended this attempt's row already: nothing to record
             logger.info("step run %s attempt %s stopped after its cancel", row.pk, attempt)
@@ -139,6 +157,50 @@ def attempt_run(row: StepRun, *, step: StepSpec, workflow: str, attempt: int) ->
         retryable=failure.retryable,
     )  # fmt: skip
     return Outcome(steplogs.writer(log), failure=failure)
+
+
+def _timed_out(step: StepSpec, attempt: int) -> Failure:
+    return Failure("TimeoutError", f"attempt {attempt} ran past the step's timeout of {step.timeout:g}s", True)
+
+
+def _limited_run(row: StepRun, *, step: StepSpec, workflow: str) -> Outcome:
+    """attempt_run under its step's time limits, kept in the process (executions.timelimits): a task
+    may run more than its first attempt (a chunk's branches, a chain's next steps)."""
+    hard = step.timeout + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE
+    try:
+        with timelimits.time_limits(step.timeout, hard):
+            return attempt_run(row, step=step, workflow=workflow, attempt=row.attempts)
+    except SoftTimeLimitExceeded:  # the limit struck just as the action returned
+        return Outcome(lambda: None, failure=_timed_out(step, row.attempts))
+
+
+def attempt_in_task(row: StepRun, *, step: StepSpec, workflow: str) -> Outcome:
+    """Run a claimed attempt inside a task begun for another one, in its own logging scope."""
+    scope = logfilters.attempt_scope(
+        run_id=row.run_id, step_id=row.step_id, branch=row.branch_index, attempt=row.attempts
+    )
+    with scope:
+        return _limited_run(row, step=step, workflow=workflow)
+
+
+def failed_in_task(row: StepRun, *, step: StepSpec, outcome: Outcome) -> bool:
+    """Record the failure of an attempt run by attempt_in_task: its retry travels alone, in a task of
+    its own. True when no retry was published (it failed for good, or waits parked for the sweep)."""
+    next_task_id = new_task_id()
+    countdown = attempt_failed(
+        row=row, step=step, failure=outcome.failure, write_log=outcome.write_log, next_task_id=next_task_id
+    )
+    if countdown is None:
+        return True
+    signature = step_signature(
+        step_run_id=row.pk, attempt=row.attempts + 1, step=step, task_id=next_task_id, run_id=row.run_id,
+        branch=row.branch_index,
+    )  # fmt: skip
+    try:
+        signature.apply_async(countdown=countdown, ignore_result=True)
+    except Exception:
+        logger.exception("could not publish the retry of step run %s; the sweeper will", row.pk)
+    return False
 
 
 def _check_json(output: Any) -> None:

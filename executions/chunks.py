@@ -19,25 +19,17 @@ What stays true when a chunk's worker dies mid-way (kill -9, the OOM killer):
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billiard.exceptions import SoftTimeLimitExceeded
-from billiard.process import current_process
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config import logfilters
 from executions import attempts, cancellation, events, transitions
 from executions.branches import branch_finished
-from executions.dispatch import new_task_id, step_signature
 from executions.models import StepRun
 from executions.selectors import run_facts
 from executions.states import StepStatus
@@ -103,40 +95,16 @@ class _Chunk:
 
     def _one(self, row: StepRun) -> None:
         row.started_at = timezone.now()
-        scope = logfilters.attempt_scope(run_id=row.run_id, step_id=row.step_id, branch=row.branch_index, attempt=1)
-        with scope:
-            try:
-                with time_limits(self.step.timeout, self.step.timeout + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE):
-                    outcome = attempts.attempt_run(row, step=self.step, workflow=self.workflow, attempt=ATTEMPT)
-            except SoftTimeLimitExceeded:  # the limit struck just as the action returned
-                message = f"attempt {ATTEMPT} ran past the step's timeout of {self.step.timeout:g}s"
-                outcome = attempts.Outcome(lambda: None, failure=attempts.Failure("TimeoutError", message, True))
-            if outcome.stopped:
-                outcome.write_log()
-            elif outcome.failure is None:
-                self.pending.append(_Done(row, outcome.output, outcome.write_log))
-            else:
-                self._failed(row, outcome)
-
-    def _failed(self, row: StepRun, outcome: attempts.Outcome) -> None:
-        """Recorded at once, as a branch alone would be; the successes before it first."""
-        self._flush()
-        next_task_id = new_task_id()
-        countdown = attempts.attempt_failed(
-            row=row, step=self.step, failure=outcome.failure, write_log=outcome.write_log, next_task_id=next_task_id
-        )
-        self.owned.discard(row.pk)
-        if countdown is None:
-            self.flag_seen = 0.0  # failed for good, its siblings are cancelled: look before the next one
-            return
-        signature = step_signature(
-            step_run_id=row.pk, attempt=ATTEMPT + 1, step=self.step, task_id=next_task_id, run_id=row.run_id,
-            branch=row.branch_index,
-        )  # fmt: skip
-        try:
-            signature.apply_async(countdown=countdown, ignore_result=True)
-        except Exception:
-            logger.exception("could not publish the retry of step run %s; the sweeper will", row.pk)
+        outcome = attempts.attempt_in_task(row, step=self.step, workflow=self.workflow)
+        if outcome.stopped:
+            outcome.write_log()
+        elif outcome.failure is None:
+            self.pending.append(_Done(row, outcome.output, outcome.write_log))
+        else:  # recorded at once, as a branch alone would be; the successes before it first
+            self._flush()
+            if attempts.failed_in_task(row, step=self.step, outcome=outcome):
+                self.flag_seen = 0.0  # it may have failed for good, cancelling its siblings: look first
+            self.owned.discard(row.pk)
 
     def _flush(self, restamp: list[int] | None = None) -> None:
         """Record the pending successes in one transaction: one UPDATE, their events, one count (and the
@@ -166,71 +134,3 @@ class _Chunk:
             self.owned.discard(item.row.pk)
         if kept is not None:
             self.owned -= set(restamp) - kept
-
-
-# --- a branch's time limits inside a chunk ----------------------------------------------------------
-@contextmanager
-def time_limits(soft: float, hard: float) -> Iterator[None]:
-    """What Celery gives a task of its own: SoftTimeLimitExceeded inside the action after `soft`
-    seconds, and after `hard` the pool process killed (the chunk's message comes back; the sweep
-    heals its branches). Only in a worker's pool process, where the action runs on the main thread;
-    elsewhere (solo and threads pools, tests in-process) the chunk's own task limits are all there is.
-    """
-    if threading.current_thread() is not threading.main_thread() or not _in_pool_process():
-        yield
-        return
-
-    def expire(_signum, _frame):
-        raise SoftTimeLimitExceeded(f"soft time limit ({soft:g}s) exceeded")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, soft)
-    _watchdog.arm(hard)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        _watchdog.disarm()
-
-
-def _in_pool_process() -> bool:
-    return current_process().name.startswith("ForkPoolWorker")
-
-
-class _Watchdog:
-    """One thread per pool process: SIGKILLs the process when an armed deadline passes (an action
-    that ignored its soft limit), as the pool does to a task past its hard time limit."""
-
-    def __init__(self) -> None:
-        self._deadline: float | None = None
-        self._changed = threading.Condition()
-        self._pid: int | None = None
-
-    def arm(self, seconds: float) -> None:
-        with self._changed:
-            if self._pid != os.getpid():  # first use in this process (a fork inherits no threads)
-                self._pid = os.getpid()
-                threading.Thread(target=self._watch, name="chordflow-chunk-watchdog", daemon=True).start()
-            self._deadline = time.monotonic() + seconds
-            self._changed.notify()
-
-    def disarm(self) -> None:
-        with self._changed:
-            self._deadline = None
-            self._changed.notify()
-
-    def _watch(self) -> None:
-        with self._changed:
-            while True:
-                if self._deadline is None:
-                    self._changed.wait()
-                    continue
-                left = self._deadline - time.monotonic()
-                if left <= 0:
-                    logger.error("a branch ran past its hard time limit: killing pool process %s", os.getpid())
-                    os.kill(os.getpid(), signal.SIGKILL)
-                self._changed.wait(left)
-
-
-_watchdog = _Watchdog()

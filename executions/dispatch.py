@@ -63,16 +63,27 @@ def step_signature(
         kwargs = {"rate_limited": True}
     else:
         kwargs = {"late_after": late_after}
+    soft, hard = message_limits(step.timeout)
     return app.signature(
         STEP_EXECUTE,
         args=(step_run_id, attempt),
         kwargs=kwargs,
         task_id=task_id,
         queue=step.queue,
-        soft_time_limit=step.timeout,
-        time_limit=step.timeout + settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE,
+        soft_time_limit=soft,
+        time_limit=hard,
         argsrepr=step_label(run_id=run_id, step_id=step.id, branch=branch, attempt=attempt),
     )
+
+
+def message_limits(timeout: float) -> tuple[float, float]:
+    """(soft, hard) Celery time limits of a step task's message. The step's own limits (its timeout,
+    then the hard grace) are kept in the process (executions.timelimits); the message's lie past them
+    by CHORDFLOW_CHAIN_BUDGET, so that the steps the task continues with fit (executions.continuation),
+    and stop an action that the process could not."""
+    grace = settings.CHORDFLOW_HARD_TIME_LIMIT_GRACE
+    soft = timeout + grace + settings.CHORDFLOW_CHAIN_BUDGET
+    return soft, soft + grace
 
 
 @dataclass
@@ -81,6 +92,7 @@ class DispatchPlan:
 
     run_id: str
     steps: list = field(default_factory=list)  # signatures of plain steps
+    ready: list[tuple[int, int, StepSpec]] = field(default_factory=list)  # theirs: (row id, attempt, spec)
     join: bool = False
     # parent, step, branches (row id, task id, branch index)
     maps: list[tuple[int, StepSpec, list[tuple[int, str, int]]]] = field(default_factory=list)
@@ -89,6 +101,13 @@ class DispatchPlan:
         self.steps.append(
             step_signature(step_run_id=step_run_id, attempt=attempt, step=step, task_id=task_id, run_id=self.run_id)
         )
+        self.ready.append((step_run_id, attempt, step))
+
+    def drop_step(self, index: int) -> None:
+        """The running task took this step (executions.continuation): no message for it, and no
+        chord (each step's own success advances the run; the chord's callback only did it again)."""
+        del self.steps[index], self.ready[index]
+        self.join = False
 
     def add_map(self, parent_id: int, step: StepSpec, branches: list[tuple[int, str, int]]) -> None:
         """A fan-out: `branches` are (step run id, task id, branch index), all at attempt 1."""

@@ -30,21 +30,22 @@ def _returning() -> bool:
     return connection.features.can_return_columns_from_insert
 
 
-def claim(*, step_run_id: int, attempt: int, now: datetime, sources: frozenset[str]) -> StepRun | None:
-    """Move attempt `attempt` to running from one of `sources` and read what the attempt needs, in one
-    statement. None when the guard refuses (claimed already, or moot). Call it through the gate."""
-    rows = claim_many(step_run_ids=[step_run_id], attempt=attempt, now=now, sources=sources)
-    return rows[0] if rows else None
-
-
-def claim_many(*, step_run_ids: list[int], attempt: int, now: datetime, sources: frozenset[str]) -> list[StepRun]:
-    """`claim` for many rows at once (a chunk of branches, all at `attempt`): the rows it moved."""
+def claim_many(
+    *, step_run_ids: list[int], attempt: int, now: datetime, sources: frozenset[str], task_id: str | None = None
+) -> list[StepRun]:
+    """Move attempt `attempt` of the rows to running from one of `sources` and read what the attempts
+    need, in one statement: the rows it moved (none when the guard refuses: claimed already, or moot).
+    `task_id`: the task that runs them, when it is not the one the rows were queued for. Call it
+    through the gate."""
     sources = sorted(sources)
     table = _q(StepRun._meta.db_table)
     where = f"id IN ({_marks(step_run_ids)}) AND attempts = %s AND status IN ({_marks(sources)})"
-    params = [StepStatus.RUNNING, attempt, connection.ops.adapt_datetimefield_value(now), *step_run_ids, attempt - 1]
-    update = f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, next_retry_at = NULL WHERE {where}"
-    params += sources
+    params = [StepStatus.RUNNING, attempt, connection.ops.adapt_datetimefield_value(now)]
+    task = ""
+    if task_id is not None:
+        task, params = ", task_id = %s", [*params, task_id]
+    params += [*step_run_ids, attempt - 1, *sources]
+    update = f"UPDATE {table} SET status = %s, attempts = %s, started_at = %s, next_retry_at = NULL{task} WHERE {where}"
     if _returning():
         return list(StepRun.objects.raw(f"{update} RETURNING {', '.join(_q(f) for f in CLAIM_FIELDS)}", params))
     with connection.cursor() as cursor:

@@ -14,6 +14,7 @@ from executions import (
     attempts,
     branches,
     chunks,
+    continuation,
     dispatch,
     gauges,
     metrics,
@@ -51,7 +52,9 @@ def step_execute(
         rate_limited = True  # it missed its rate-limit slot: it asks for a new one
     if rate_limited and not ratelimit.admit(step_run_id=step_run_id, attempt=attempt):
         return  # parked until its slot: a release task publishes it then
-    countdown = attempts.step_execute(step_run_id=step_run_id, attempt=attempt)
+    with _offer(self) as offer:
+        countdown = attempts.step_execute(step_run_id=step_run_id, attempt=attempt)
+        attempts.continue_chain(offer)  # the chain's next steps, claimed for this task as each succeeded
     if countdown is not None:
         # Same task id, so a chord waiting on this branch keeps waiting for it.
         # Celery re-sends without the first message's argsrepr: label the next attempt again.
@@ -64,6 +67,15 @@ def step_execute(
 @shared_task(name=dispatch.STEP_EXECUTE_CHUNK, **ATTEMPT_TASK)
 def step_execute_chunk(parent_id: int, step_run_ids: list[int]) -> int:
     return chunks.chunk_execute(parent_id=parent_id, step_run_ids=step_run_ids)
+
+
+def _offer(task):
+    """A step task's offer to go on with a step its advance makes ready (executions.continuation),
+    within its message's soft time limit."""
+    request = task.request
+    soft_limit = (request.timelimit or (None, None))[1] or task.app.conf.task_soft_time_limit
+    queue = (request.delivery_info or {}).get("routing_key")
+    return continuation.offered(task_id=request.id, queue=queue, soft_limit=soft_limit)
 
 
 @shared_task(name=dispatch.RUN_ADVANCE, acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=True)

@@ -58,16 +58,18 @@ def move_run(move: Transition, run_id: Any, *, fields: dict[str, Any] | None = N
     return changed == 1
 
 
-def step_claim(*, step_run_id: int, attempt: int, now: datetime) -> StepRun | None:
-    """CLAIM attempt `attempt` and read what it needs, in one statement. None when refused."""
-    rows = steps_claim(step_run_ids=[step_run_id], attempt=attempt, now=now)
+def step_claim(*, step_run_id: int, attempt: int, now: datetime, task_id: str | None = None) -> StepRun | None:
+    """CLAIM attempt `attempt` and read what it needs, in one statement. None when refused.
+    `task_id`: the task that runs it, when not the one it was queued for (executions.continuation)."""
+    rows = steps_claim(step_run_ids=[step_run_id], attempt=attempt, now=now, task_id=task_id)
     return rows[0] if rows else None
 
 
-def steps_claim(*, step_run_ids: list[int], attempt: int, now: datetime) -> list[StepRun]:
+def steps_claim(*, step_run_ids: list[int], attempt: int, now: datetime, task_id: str | None = None) -> list[StepRun]:
     """CLAIM attempt `attempt` of many rows (a chunk of branches) in one statement: the rows it moved,
     in branch order, each with its event."""
-    rows = sql.claim_many(step_run_ids=step_run_ids, attempt=attempt, now=now, sources=StepMove.CLAIM.sources)
+    sources = StepMove.CLAIM.sources
+    rows = sql.claim_many(step_run_ids=step_run_ids, attempt=attempt, now=now, sources=sources, task_id=task_id)
     rows.sort(key=lambda row: (row.branch_index is None, row.branch_index))
     for row in rows:
         row.started_at = now

@@ -210,6 +210,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 WORKFLOWS_ACTION_MODULES = env_list("WORKFLOWS_ACTION_MODULES")
 # A step's hard time limit is its timeout plus this; the soft limit (the timeout) stops it first.
 CHORDFLOW_HARD_TIME_LIMIT_GRACE = env_int("CHORDFLOW_HARD_TIME_LIMIT_GRACE", 5)
+# A task that finished a step runs the chain's next step itself (no message) while that step, its
+# timeout and the hard grace included, fits in this many seconds past the first step's limits; 0: never.
+CHORDFLOW_CHAIN_BUDGET = env_int("CHORDFLOW_CHAIN_BUDGET", 15)
 # A cancelled step's attempt that is still running this many seconds after the cancel (its action
 # did not stop when context.cancelled() turned true) has its pool process terminated, freeing it.
 CHORDFLOW_CANCEL_GRACE = env_int("CHORDFLOW_CANCEL_GRACE", 5)

@@ -44,7 +44,7 @@ def targets(report: dict) -> list[dict]:
     name = f"fan-out {memory['width']:,}: worker RSS flat across {len(memory['rss_mb_after_each_run'])} runs (<= +10%)"
     _target(lines, name, f"{growth:+.1%}", growth <= RSS_FLAT)
     for where, p50, p99 in (
-        ("a chain, nothing else queued", chain["dispatch_p50_ms"], chain["dispatch_p99_ms"]),
+        ("a step's message, nothing else queued", chain["dispatch_p50_ms"], chain["dispatch_p99_ms"]),
         (f"{diamonds['runs']} diamonds at once", diamonds["dispatch"]["chordflow_p50_ms"],
          diamonds["dispatch"]["chordflow_p99_ms"]),
     ):  # fmt: skip
@@ -101,7 +101,7 @@ def table(report: dict) -> str:
     lines.append("")
     lines.append(f"database: {report['database']}; {report['concurrency']} worker processes on each side")
     lines.append(
-        f"dispatch latency in a chain with nothing else queued: p50 {c['dispatch_p50_ms']:.1f} ms, "
+        f"dispatch latency of a step's message with nothing else queued: p50 {c['dispatch_p50_ms']:.1f} ms, "
         f"p99 {c['dispatch_p99_ms']:.1f} ms"
     )
     lines.append(
@@ -127,7 +127,8 @@ def table(report: dict) -> str:
     pages = ", ".join(f"{name} {ms:.0f} ms" for name, ms in seen["page_ms"].items())
     lines.append(
         f"with {seen['runs']:,} runs: a /metrics scrape {seen['scrape_ms']:.0f} ms; the metrics page {pages} "
-        f"(seeded in {seen['seed_seconds']:.0f} s)"
+        f"(seeded in {seen['seed_seconds']:.0f} s; the earlier shapes' {seen['backlog_events']:,} events folded "
+        f"first in {seen['backlog_fold_seconds']:.1f} s)"
     )
     lines.append("")
     lines.append("targets (goals, not assertions):")
