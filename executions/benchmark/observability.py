@@ -121,6 +121,13 @@ def shape_observability(*, runs: int) -> dict:
     started = time.perf_counter()
     backlog = metrics_fold(max_batches=10**6)
     backlog_s = time.perf_counter() - started
+    # A scrape's cost follows its label sets, not its runs: the earlier shapes made a workflow per
+    # repeat (hundreds, with 200-step chains), far more than the seeded ten. Timed, then cleared.
+    with override_settings(ALLOWED_HOSTS=["testserver"], CHORDFLOW_METRICS_REQUIRE_TOKEN=False):
+        lines = Client().get("/metrics").content.count(b"\n")
+        bench_scrape = {"ms": round(_timed(Client(), "/metrics", 3), 1), "lines": lines}
+    MetricTotal.objects.all().delete()
+    MetricRollup.objects.all().delete()
     started = time.perf_counter()
     seed(runs)
     seeded_s = time.perf_counter() - started
@@ -133,7 +140,9 @@ def shape_observability(*, runs: int) -> dict:
             "runs": Run.objects.count(),
             "seed_seconds": round(seeded_s, 1),
             "backlog_events": backlog,
+            "bench_label_sets_scrape": bench_scrape,
             "backlog_fold_seconds": round(backlog_s, 1),
             "scrape_ms": round(_timed(Client(), "/metrics", 5), 1),
+            "scrape_lines": Client().get("/metrics").content.count(b"\n"),
             "page_ms": {name: round(_timed(client, f"{page}?range={name}", 3), 1) for name in ("hour", "day", "week")},
         }

@@ -125,8 +125,11 @@ def table(report: dict) -> str:
     )
     seen = report["observability"]
     pages = ", ".join(f"{name} {ms:.0f} ms" for name, ms in seen["page_ms"].items())
+    earlier = seen["bench_label_sets_scrape"]
     lines.append(
-        f"with {seen['runs']:,} runs: a /metrics scrape {seen['scrape_ms']:.0f} ms; the metrics page {pages} "
+        f"with {seen['runs']:,} runs: a /metrics scrape {seen['scrape_ms']:.0f} ms ({seen['scrape_lines']:,} lines; "
+        f"with the earlier shapes' label sets, {earlier['ms']:.0f} ms for {earlier['lines']:,}); "
+        f"the metrics page {pages} "
         f"(seeded in {seen['seed_seconds']:.0f} s; the earlier shapes' {seen['backlog_events']:,} events folded "
         f"first in {seen['backlog_fold_seconds']:.1f} s)"
     )
